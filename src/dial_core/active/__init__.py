@@ -1,0 +1,1 @@
+"""Active learning: per-pixel uncertainty (acquisition functions) and patch ordering."""

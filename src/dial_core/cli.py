@@ -1,0 +1,41 @@
+"""What every workflow script shares: logging to the rule's log file, threads, clean errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from dial_core.errors import DialError
+
+
+def run_step(main: Callable[[], None], log_file: str | None = None, threads: int = 1) -> None:
+    """Run ``main`` with logging set up; a :class:`DialError` ends with its message and exit code 1.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers, force=True)
+    import torch  # late: configuration scripts should not pay for torch
+
+    torch.set_num_threads(max(1, threads))
+    try:
+        main()
+    except DialError as err:
+        logging.getLogger("dial").error("%s", err)
+        sys.exit(1)
+
+
+@contextlib.contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """For the Snakefile: print a parameter error without a traceback and stop before any job."""
+    try:
+        yield
+    except DialError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,71 @@
+"""Parameter validation: every key of a params file is checked before any job starts.
+
+The JSON schema (``workflow/schemas/params.schema.yaml``) forbids unknown keys at every level, so
+a typo fails at once with the key's dotted path and what is allowed there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from dial_core.errors import ConfigError
+
+
+def _dotted(path: Any) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in path]
+    return ".".join(parts).replace(".[", "[") or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _dotted(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        keys = ", ".join(f"{where}.{k}" if error.absolute_path else k for k in extra)
+        return f"unknown key {keys}; allowed here: {', '.join(allowed)}"
+    if error.validator == "required":
+        return f"{where}: {error.message}; add it (see params.yaml for the default)"
+    detail = error.schema.get("description")
+    hint = f" ({detail})" if detail else ""
+    return f"{where}: {error.message}{hint}"
+
+
+def validate_params(params: dict, schema: dict, source: str = "params.yaml") -> None:
+    """Raise :class:`ConfigError` listing every violation, each with its dotted key path."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"{source} is invalid:\n{lines}")
+    _check_consistency(params, source)
+
+
+def _check_consistency(params: dict, source: str) -> None:
+    """Rules a schema cannot say: relations between keys."""
+    pre = params["pretrain"]
+    if any(m >= pre["epochs"] for m in pre["milestones"]):
+        raise ConfigError(f"{source}: pretrain.milestones {pre['milestones']} must all be < pretrain.epochs ({pre['epochs']})")
+    tiling = params["tiling"]
+    if tiling["overlap"] >= tiling["size"]:
+        raise ConfigError(f"{source}: tiling.overlap ({tiling['overlap']}) must be < tiling.size ({tiling['size']})")
+
+
+def load_schema(path: str | Path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def load_params(path: str | Path, schema_path: str | Path) -> dict:
+    """Read and validate a params file (what the Snakefile does via ``configfile:``)."""
+    path = Path(path)
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} must hold a mapping of parameters")
+    validate_params(params, load_schema(schema_path), str(path))
+    return params

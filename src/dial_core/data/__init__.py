@@ -1,0 +1,1 @@
+"""Datasets: adapters, the canonical on-disk format, splits, tiling and training samples."""

@@ -1,0 +1,34 @@
+"""Seeded train/validation split of the training pool (the papers' 80/20)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dial_core.errors import ConfigError
+
+
+def split_train_val(image_ids: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:
+    """Shuffle ``image_ids`` with ``seed`` and hold out ``round(n * val_fraction)`` (at least one).
+
+    Sorting first makes the split independent of the order the adapter listed the files in.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"split.val_fraction = {val_fraction}: must lie strictly between 0 and 1")
+    ids = sorted(image_ids)
+    if len(ids) < 2:
+        raise ConfigError(f"a split needs at least 2 images, the dataset has {len(ids)}; generate more images")
+    n_val = min(max(1, round(len(ids) * val_fraction)), len(ids) - 1)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    val = sorted(ids[i] for i in order[:n_val])
+    train = sorted(ids[i] for i in order[n_val:])
+    return {"train": train, "val": val}
+
+
+def nested_subset(train_ids: list[str], fraction: float, seed: int) -> list[str]:
+    """First ``ceil(fraction * n)`` images of one seeded permutation: subsets are nested."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"training-size fraction {fraction}: must lie in (0, 1]")
+    ids = sorted(train_ids)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    count = max(1, int(np.ceil(fraction * len(ids))))
+    return sorted(ids[i] for i in order[:count])

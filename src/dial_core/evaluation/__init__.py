@@ -1,0 +1,1 @@
+"""Evaluation: metrics and the simulated interactive protocols that produce tidy tables."""

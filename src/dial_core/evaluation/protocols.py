@@ -1,0 +1,187 @@
+"""Simulated interactive protocols. Each returns tidy rows: one per step, scores of the whole image.
+
+- :func:`click_protocol` — DISIR / DISCA protocol: K clicks on one image, re-prediction after each.
+- :func:`patch_protocol` — DIAL's active-learning protocol: patches visited in the order of an
+  acquisition function, one click per patch inside its largest mistake.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dial_core.active.acquisition import confidnet_uncertainty, entropy_map, patch_scores, random_order, uncertainty_order
+from dial_core.clicks.agents import next_click
+from dial_core.clicks.encoding import encode_clicks
+from dial_core.clicks.types import Click
+from dial_core.data.tiling import tile_windows
+from dial_core.evaluation.metrics import segmentation_scores
+from dial_core.interactive.disca import DiscaConfig, disca_adapt
+from dial_core.interactive.inference import predict_probs
+from dial_core.models.segmenter import Segmenter, network_input
+
+METHODS = ("ac", "disca")
+
+
+@dataclass(frozen=True)
+class InteractionConfig:
+    """How clicks are made and used, shared by both protocols."""
+
+    method: str  # "ac" or "disca"
+    agent: str
+    encoding: str
+    radius: float
+    disca: DiscaConfig
+    window: int = 512  # inference window (tiles.csv size) and DISCA adaptation window
+    overlap: int = 128
+
+
+def _row(step: int, label: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], correct0: int, seconds: float, click: Click | None) -> dict:
+    scores = segmentation_scores(label, prediction, len(class_names))
+    row = {
+        "step": step,
+        "miou": scores["miou"],
+        "accuracy": scores["accuracy"],
+        "correct_pixels": scores["correct_pixels"],
+        "corrected_pixels": scores["correct_pixels"] - (correct0 if correct0 >= 0 else scores["correct_pixels"]),
+        "seconds": seconds,
+        "click_row": click.row if click else -1,
+        "click_col": click.col if click else -1,
+        "click_class": click.cls if click else -1,
+    }
+    row.update({f"iou_{name}": float(v) for name, v in zip(class_names, scores["iou"])})
+    return row
+
+
+def _window_around(click: Click, shape: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """The ``size``² window containing ``click``, as centred as the image borders allow."""
+    h, w = min(size, shape[0]), min(size, shape[1])
+    r = int(np.clip(click.row - h // 2, 0, shape[0] - h))
+    c = int(np.clip(click.col - w // 2, 0, shape[1] - w))
+    return r, c, h, w
+
+
+def _adapt(model: Segmenter, image: np.ndarray, clicks: list[Click], p0: np.ndarray, window: tuple[int, int, int, int], cfg: InteractionConfig, rng: np.random.Generator) -> None:
+    """DISCA steps on one window holding the latest click, with every click inside that window."""
+    r, c, h, w = window
+    n = model.spec.n_classes
+    local = [k.shifted(r, c) for k in clicks]
+    channels = encode_clicks(local, (h, w), n, cfg.encoding, cfg.radius)
+    device = next(model.parameters()).device
+    x = network_input(image[r : r + h, c : c + w], channels, n).to(device)
+    target = torch.from_numpy(p0[:, r : r + h, c : c + w]).to(device)
+    with torch.enable_grad():
+        disca_adapt(model, x, local, target, cfg.disca, rng)
+
+
+def click_protocol(
+    model: Segmenter,
+    image: np.ndarray,
+    label: np.ndarray,
+    class_names: Sequence[str],
+    n_clicks: int,
+    cfg: InteractionConfig,
+    rng: np.random.Generator,
+) -> list[dict]:
+    """K agent clicks on one image; AC re-predicts with all clicks, DISCA also adapts the weights.
+
+    DISCA starts from the pretrained weights for every image (a copy), as in the papers' default.
+    """
+    if cfg.method == "disca":
+        model = copy.deepcopy(model)
+    n = model.spec.n_classes
+    start = time.perf_counter()
+    probs0, _ = predict_probs(model, image, None, cfg.window, cfg.overlap)
+    prediction = probs0.argmax(0)
+    rows = [_row(0, label, prediction, class_names, -1, time.perf_counter() - start, None)]
+    correct0 = rows[0]["correct_pixels"]
+    clicks: list[Click] = []
+    for step in range(1, n_clicks + 1):
+        start = time.perf_counter()
+        click = next_click(cfg.agent, label, prediction, clicks)
+        if click is not None:
+            clicks.append(click)
+            if cfg.method == "disca":
+                _adapt(model, image, clicks, probs0, _window_around(click, label.shape, cfg.window), cfg, rng)
+            channels = encode_clicks(clicks, label.shape, n, cfg.encoding, cfg.radius)
+            probs, _ = predict_probs(model, image, channels, cfg.window, cfg.overlap)
+            prediction = probs.argmax(0)
+        rows.append(_row(step, label, prediction, class_names, correct0, time.perf_counter() - start, click))
+    return rows
+
+
+def _uncertainty(acquisition: str, probs: np.ndarray, confidence: np.ndarray | None) -> np.ndarray | None:
+    if acquisition == "entropy":
+        return entropy_map(probs)
+    if acquisition == "confidnet":
+        return confidnet_uncertainty(confidence)
+    if acquisition == "random":
+        return None
+    raise ValueError(f"unknown acquisition {acquisition!r}")
+
+
+def patch_protocol(
+    model: Segmenter,
+    image: np.ndarray,
+    label: np.ndarray,
+    class_names: Sequence[str],
+    patch_size: int,
+    acquisition: str,
+    cfg: InteractionConfig,
+    rng: np.random.Generator,
+    confidnet: torch.nn.Module | None = None,
+    max_patches: int | None = None,
+) -> list[dict]:
+    """DIAL patch protocol on one image: rows after 0, 1, 2 … annotated patches.
+
+    AC keeps the initial order and re-predicts only the annotated patch. DISCA adapts on the
+    patch, then recomputes the whole prediction and uncertainty and re-ranks the patches left.
+    """
+    if acquisition == "confidnet" and confidnet is None:
+        raise ValueError("the confidnet acquisition needs a trained ConfidNet")
+    if cfg.method == "disca":
+        model = copy.deepcopy(model)
+    n = model.spec.n_classes
+    use_conf = confidnet if acquisition == "confidnet" else None
+    start = time.perf_counter()
+    probs0, confidence = predict_probs(model, image, None, cfg.window, cfg.overlap, use_conf)
+    prediction = probs0.argmax(0)
+    windows = tile_windows(*label.shape, patch_size, 0)
+    uncertainty = _uncertainty(acquisition, probs0, confidence)
+    order = random_order(len(windows), rng) if uncertainty is None else uncertainty_order(patch_scores(uncertainty, windows))
+    rows = [_row(0, label, prediction, class_names, -1, time.perf_counter() - start, None)]
+    rows[0]["patch"] = -1
+    correct0 = rows[0]["correct_pixels"]
+    clicks: list[Click] = []
+    visited: set[int] = set()
+    budget = len(windows) if max_patches is None else min(max_patches, len(windows))
+    for step in range(1, budget + 1):
+        start = time.perf_counter()
+        index = order.pop(0)
+        visited.add(index)
+        r, c, h, w = windows[index]
+        local = next_click(cfg.agent, label[r : r + h, c : c + w], prediction[r : r + h, c : c + w])
+        click = local.shifted(-r, -c) if local is not None else None
+        if click is not None:
+            clicks.append(click)
+            if cfg.method == "ac":
+                channels = encode_clicks([local], (h, w), n, cfg.encoding, cfg.radius)
+                probs, _ = predict_probs(model, image[r : r + h, c : c + w], channels, cfg.window, cfg.overlap)
+                prediction[r : r + h, c : c + w] = probs.argmax(0)
+            else:
+                _adapt(model, image, clicks, probs0, windows[index], cfg, rng)
+                channels = encode_clicks(clicks, label.shape, n, cfg.encoding, cfg.radius)
+                probs, confidence = predict_probs(model, image, channels, cfg.window, cfg.overlap, use_conf)
+                prediction = probs.argmax(0)
+                uncertainty = _uncertainty(acquisition, probs, confidence)
+                if uncertainty is not None:
+                    order = uncertainty_order(patch_scores(uncertainty, windows), frozenset(visited))
+        row = _row(step, label, prediction, class_names, correct0, time.perf_counter() - start, click)
+        row["patch"] = index
+        rows.append(row)
+    return rows

@@ -1,0 +1,1 @@
+"""Interactive refinement: AC re-prediction with clicks, DISCA continual adaptation."""

@@ -1,0 +1,1 @@
+"""Report: figures and tables drawn only from the tidy result tables."""

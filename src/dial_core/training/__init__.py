@@ -1,0 +1,1 @@
+"""Training: AC pretraining (DISIR strategy) and ConfidNet."""

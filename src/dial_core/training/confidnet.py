@@ -1,0 +1,62 @@
+"""ConfidNet training: the segmenter is frozen, the head regresses the true-class probability (MSE)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dial_core.errors import TrainingError
+from dial_core.models.confidnet import ConfidNet, true_class_probability
+from dial_core.models.segmenter import Segmenter
+from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConfidNetConfig:
+    epochs: int
+    crops_per_epoch: int
+    crop_size: int
+    batch_size: int
+    lr: float
+    seed: int
+    workers: int = 0
+
+
+def train_confidnet(
+    segmenter: Segmenter, source: CropSource, policy: ClickPolicy, cfg: ConfidNetConfig, device: torch.device
+) -> tuple[ConfidNet, list[float]]:
+    """Adam on MSE(confidence, TCP) over labelled pixels; returns the head and per-epoch losses."""
+    torch.manual_seed(cfg.seed)
+    segmenter = segmenter.to(device).eval()
+    for p in segmenter.parameters():
+        p.requires_grad_(False)
+    head = ConfidNet(segmenter.feature_channels).to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+    losses = []
+    for epoch in range(cfg.epochs):
+        data = ClickCropDataset(source, segmenter.spec.n_classes, cfg.crop_size, cfg.crops_per_epoch, policy, cfg.seed + 1, epoch)
+        loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers)
+        head.train()
+        total, count = 0.0, 0
+        for x, y in tqdm(loader, desc=f"confidnet epoch {epoch + 1}", leave=False, mininterval=5):
+            x, y = x.to(device), y.to(device)
+            with torch.no_grad():
+                logits, features = segmenter.forward_features(x)
+                tcp, valid = true_class_probability(logits, y)
+            confidence = head(features)
+            loss = ((confidence - tcp) ** 2)[valid].mean()
+            if not torch.isfinite(loss):
+                raise TrainingError(f"ConfidNet loss became {loss.item()} at epoch {epoch + 1}; lower confidnet.lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, count = total + float(loss.detach()) * len(x), count + len(x)
+        losses.append(total / max(count, 1))
+        log.info("confidnet epoch %d/%d mse %.5f", epoch + 1, cfg.epochs, losses[-1])
+    return head.eval(), losses

@@ -1,0 +1,49 @@
+# Helpers shared by the rule files: validated params, output paths, code dependencies.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works before `pip install -e .` too
+
+from dial_core.cli import exit_on_config_error
+from dial_core.config import load_schema, validate_params
+
+with exit_on_config_error():
+    validate_params(config, load_schema(Path(workflow.basedir) / "workflow/schemas/params.schema.yaml"))
+
+DATASET = config["dataset"]["name"]
+NETWORKS = list(config["pretrain"]["networks"])
+CLICK_METHODS = config["evaluation"]["clicks"]["methods"]
+PATCH_METHODS = config["evaluation"]["patches"]["methods"]
+ACQUISITIONS = config["evaluation"]["patches"]["acquisitions"]
+NEEDS_CONFIDNET = "confidnet" in ACQUISITIONS
+
+PROCESSED = "data/processed/{dataset}"
+MODELS = "data/models"
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_-]+",
+    network="[A-Za-z0-9_-]+",
+    method="ac|disca",
+    acquisition="entropy|confidnet|random",
+
+
+def code(*packages):
+    """Library files a rule's script imports: editing them re-runs the rule."""
+    root = Path(workflow.basedir) / "src" / "dial_core"
+    files = [root / f for f in ("__init__.py", "errors.py", "atomic.py", "cli.py")]
+    for package in packages:
+        target = root / package
+        files += sorted(target.glob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
+    return [str(f.relative_to(workflow.basedir)) for f in files]
+
+
+def network_params(wildcards):
+    return config["pretrain"]["networks"][wildcards.network]
+
+
+def confidnet_input(wildcards):
+    """Only the confidnet acquisition needs the ConfidNet checkpoint."""
+    if wildcards.acquisition != "confidnet":
+        return []
+    return f"{MODELS}/confidnet/{wildcards.dataset}/{wildcards.network}.pt"

@@ -1,0 +1,58 @@
+# Simulated interactive evaluations on the validation images; each writes a tidy table.
+
+
+rule evaluate_clicks:
+    output:
+        "reports/tables/clicks/{dataset}/{network}/{method}.csv",
+    input:
+        info=f"{PROCESSED}/dataset.json",
+        split=f"{PROCESSED}/split.json",
+        model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+    params:
+        evaluation=config["evaluation"],
+        clicks=config["clicks"],
+        tiling=config["tiling"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/clicks_{network}_{method}.log",
+    benchmark:
+        "benchmarks/runs/{dataset}/clicks_{network}_{method}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_patches:
+    output:
+        "reports/tables/patches/{dataset}/{network}/{method}_{acquisition}.csv",
+    input:
+        info=f"{PROCESSED}/dataset.json",
+        split=f"{PROCESSED}/split.json",
+        model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
+        confidnet=confidnet_input,
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+    params:
+        evaluation=config["evaluation"],
+        clicks=config["clicks"],
+        tiling=config["tiling"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/patches_{network}_{method}_{acquisition}.log",
+    benchmark:
+        "benchmarks/runs/{dataset}/patches_{network}_{method}_{acquisition}.tsv"
+    threads: 1
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule evaluate_all:
+    input:
+        expand("reports/tables/clicks/{dataset}/{network}/{method}.csv", dataset=DATASET, network=NETWORKS, method=CLICK_METHODS),
+        expand("reports/tables/patches/{dataset}/{network}/{method}_{acquisition}.csv", dataset=DATASET, network=NETWORKS, method=PATCH_METHODS, acquisition=ACQUISITIONS),

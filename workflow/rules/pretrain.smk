@@ -1,0 +1,47 @@
+# Pretraining of the AC networks (one job per network of params pretrain.networks).
+
+
+rule pretrain:
+    output:
+        model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
+        metrics="reports/metrics/pretrain/{dataset}/{network}.json",
+    input:
+        info=f"{PROCESSED}/dataset.json",
+        split=f"{PROCESSED}/split.json",
+        code=code("clicks", "data", "models", "training", "evaluation/validation", "interactive/inference", "torchvision_compat"),
+    params:
+        network=network_params,
+        train={k: v for k, v in config["pretrain"].items() if k != "networks"},
+        clicks=config["clicks"],
+        tiling=config["tiling"],
+        seed=config["seed"],
+        # resumable state beside the model; not an output, so a failed job keeps it
+        state=f"{MODELS}/pretrain/{{dataset}}/{{network}}.state.pt",
+    log:
+        "logs/{dataset}/pretrain_{network}.log",
+    benchmark:
+        "benchmarks/runs/{dataset}/pretrain_{network}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=6000,
+    script:
+        "../scripts/pretrain.py"
+
+
+rule pretrain_metrics:
+    output:
+        "reports/metrics/pretrain.json",
+    input:
+        expand("reports/metrics/pretrain/{dataset}/{network}.json", dataset=DATASET, network=NETWORKS),
+    log:
+        "logs/pretrain_metrics.log",
+    threads: 1
+    script:
+        "../scripts/collect_json.py"
+
+
+rule pretrain_all:
+    input:
+        expand(f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt", dataset=DATASET, network=NETWORKS),
+        "reports/metrics/pretrain.json",

@@ -1,0 +1,20 @@
+"""Index the evaluation windows of every split image into tiles.csv."""
+import json
+from pathlib import Path
+
+from dial_core.atomic import write_csv
+from dial_core.cli import run_step
+from dial_core.data.canonical import raster_shape
+from dial_core.data.tiling import tile_index
+
+
+def main() -> None:
+    root = Path(snakemake.input.info).parent  # noqa: F821
+    split = json.loads(Path(snakemake.input.split).read_text())  # noqa: F821
+    parts = {k: split[k] for k in ("train", "val")}
+    shapes = {i: raster_shape(root, i) for ids in parts.values() for i in ids}
+    tiles = tile_index(shapes, parts, snakemake.params.size, snakemake.params.overlap)  # noqa: F821
+    write_csv(snakemake.output[0], tiles)  # noqa: F821
+
+
+run_step(main, snakemake.log[0], snakemake.threads)  # noqa: F821
