@@ -63,6 +63,8 @@ def load_params(path: str | Path, schema_path: str | Path) -> dict:
     path = Path(path)
     try:
         params = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"parameter file {path} does not exist; pass an existing file (e.g. params.yaml)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(params, dict):

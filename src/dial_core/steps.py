@@ -73,7 +73,7 @@ def interaction_config(method: str, evaluation: dict, clicks: dict, tiling: dict
     return InteractionConfig(
         method=method, agent=evaluation["agent"], encoding=clicks["encoding"], radius=clicks["radius"],
         disca=DiscaConfig(d["lr"], d["steps"], d["regularisation"], d["ac_drop_probability"]),
-        window=tiling["size"], overlap=tiling["overlap"],
+        window=tiling["size"], overlap=tiling["overlap"], disca_window=d["window"],
     )
 
 

@@ -1,4 +1,5 @@
 # Helpers shared by the rule files: validated params, output paths, code dependencies.
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,8 @@ def code(*packages):
     for package in packages:
         target = root / package
         files += sorted(target.glob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
-    return [str(f.relative_to(workflow.basedir)) for f in files]
+    # relative to the working directory, which differs from the workflow's with --directory
+    return [os.path.relpath(f) for f in files]
 
 
 def network_params(wildcards):

@@ -18,7 +18,7 @@ rule evaluate_clicks:
         "logs/{dataset}/clicks_{network}_{method}.log",
     benchmark:
         "benchmarks/runs/{dataset}/clicks_{network}_{method}.tsv"
-    threads: 1
+    threads: 2
     resources:
         gpu=1,
         mem_mb=4000,
@@ -44,7 +44,7 @@ rule evaluate_patches:
         "logs/{dataset}/patches_{network}_{method}_{acquisition}.log",
     benchmark:
         "benchmarks/runs/{dataset}/patches_{network}_{method}_{acquisition}.tsv"
-    threads: 1
+    threads: 2
     resources:
         gpu=1,
         mem_mb=4000,

@@ -63,7 +63,6 @@ class Sample:
 
 
 def _profile(height: int, width: int, count: int, transform: Affine | None, crs) -> dict:
-    block = 256 if min(height, width) >= 256 else None
     profile = {
         "driver": "GTiff",
         "height": height,
@@ -75,8 +74,8 @@ def _profile(height: int, width: int, count: int, transform: Affine | None, crs)
     }
     if crs is not None:
         profile["crs"] = CRS.from_user_input(crs)
-    if block:
-        profile.update(tiled=True, blockxsize=block, blockysize=block)
+    # Tiled so windowed reads of big rasters touch only the blocks they need.
+    profile.update(tiled=True, blockxsize=256, blockysize=256)
     return profile
 
 
@@ -160,8 +159,12 @@ def read_label(root: str | Path, image_id: str, window: Window | None = None) ->
 
 
 def raster_shape(root: str | Path, image_id: str) -> tuple[int, int]:
-    with rasterio.open(Path(root) / "images" / f"{image_id}.tif") as src:
-        return src.height, src.width
+    path = Path(root) / "images" / f"{image_id}.tif"
+    try:
+        with rasterio.open(path) as src:
+            return src.height, src.width
+    except RasterioIOError as err:
+        raise DataError(f"cannot read raster {path}: {err}; re-run the dataset preparation") from None
 
 
 def class_shares(root: str | Path, image_ids: list[str], n_classes: int, ignore_index: int = IGNORE_INDEX) -> np.ndarray:

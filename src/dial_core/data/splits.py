@@ -8,7 +8,7 @@ from dial_core.errors import ConfigError
 
 
 def split_train_val(image_ids: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:
-    """Shuffle ``image_ids`` with ``seed`` and hold out ``round(n * val_fraction)`` (at least one).
+    """Shuffle ``image_ids`` with ``seed`` and hold out n · val_fraction rounded half up (at least one).
 
     Sorting first makes the split independent of the order the adapter listed the files in.
     """
@@ -17,7 +17,7 @@ def split_train_val(image_ids: list[str], val_fraction: float, seed: int) -> dic
     ids = sorted(image_ids)
     if len(ids) < 2:
         raise ConfigError(f"a split needs at least 2 images, the dataset has {len(ids)}; generate more images")
-    n_val = min(max(1, round(len(ids) * val_fraction)), len(ids) - 1)
+    n_val = min(max(1, int(np.floor(len(ids) * val_fraction + 0.5))), len(ids) - 1)  # half rounds up
     order = np.random.default_rng(seed).permutation(len(ids))
     val = sorted(ids[i] for i in order[:n_val])
     train = sorted(ids[i] for i in order[n_val:])

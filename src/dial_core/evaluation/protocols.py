@@ -37,8 +37,9 @@ class InteractionConfig:
     encoding: str
     radius: float
     disca: DiscaConfig
-    window: int = 512  # inference window (tiles.csv size) and DISCA adaptation window
+    window: int = 512  # inference window (the tiles.csv size)
     overlap: int = 128
+    disca_window: int = 512  # side of the window DISCA adapts on around the latest click
 
 
 def _row(step: int, label: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], correct0: int, seconds: float, click: Click | None) -> dict:
@@ -107,7 +108,7 @@ def click_protocol(
         if click is not None:
             clicks.append(click)
             if cfg.method == "disca":
-                _adapt(model, image, clicks, probs0, _window_around(click, label.shape, cfg.window), cfg, rng)
+                _adapt(model, image, clicks, probs0, _window_around(click, label.shape, cfg.disca_window), cfg, rng)
             channels = encode_clicks(clicks, label.shape, n, cfg.encoding, cfg.radius)
             probs, _ = predict_probs(model, image, channels, cfg.window, cfg.overlap)
             prediction = probs.argmax(0)

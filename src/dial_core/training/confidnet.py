@@ -33,9 +33,7 @@ def train_confidnet(
 ) -> tuple[ConfidNet, list[float]]:
     """Adam on MSE(confidence, TCP) over labelled pixels; returns the head and per-epoch losses."""
     torch.manual_seed(cfg.seed)
-    segmenter = segmenter.to(device).eval()
-    for p in segmenter.parameters():
-        p.requires_grad_(False)
+    segmenter = segmenter.to(device).eval()  # frozen: only used under no_grad below
     head = ConfidNet(segmenter.feature_channels).to(device)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     losses = []
@@ -45,6 +43,8 @@ def train_confidnet(
         head.train()
         total, count = 0.0, 0
         for x, y in tqdm(loader, desc=f"confidnet epoch {epoch + 1}", leave=False, mininterval=5):
+            if bool((y == 255).all()):
+                continue  # no labelled pixel, no target
             x, y = x.to(device), y.to(device)
             with torch.no_grad():
                 logits, features = segmenter.forward_features(x)

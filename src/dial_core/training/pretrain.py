@@ -65,6 +65,8 @@ def train_epoch(model: nn.Module, loader: DataLoader, opt, device: torch.device,
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
     total, count = 0.0, 0
     for x, y in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, mininterval=5):
+        if bool((y == 255).all()):
+            continue  # nothing labelled in these crops (large ignore areas): no gradient to take
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=scaler.is_enabled()):
             loss = loss_fn(model(x), y)

@@ -1,0 +1,177 @@
+"""Tests for parameter validation: the repository's params.yaml is valid and mistakes name their key."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dial_core.config import load_params, load_schema, validate_params
+from dial_core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = REPO / "params.yaml"
+SCHEMA = REPO / "workflow" / "schemas" / "params.schema.yaml"
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return load_schema(SCHEMA)
+
+
+@pytest.fixture(scope="module")
+def base() -> dict:
+    return yaml.safe_load(PARAMS.read_text())
+
+
+def _variant(base: dict, dotted: str, value) -> dict:
+    params = copy.deepcopy(base)
+    *parents, key = dotted.split(".")
+    node = params
+    for part in parents:
+        node = node[part]
+    node[key] = value
+    return params
+
+
+def _error(params: dict, schema: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        validate_params(params, schema)
+    return str(err.value)
+
+
+def test_repository_params_are_valid(base):
+    params = load_params(PARAMS, SCHEMA)
+    assert params == base
+    assert params["split"]["val_fraction"] == pytest.approx(0.2)
+    assert params["pretrain"]["networks"]
+
+
+def test_paper_preset_is_valid_if_present():
+    paper = REPO / "config" / "paper.yaml"
+    if not paper.exists():
+        pytest.skip("config/paper.yaml not written yet")
+    load_params(paper, SCHEMA)
+
+
+def test_unknown_key_names_it_and_lists_allowed(base, schema):
+    params = copy.deepcopy(base)
+    params["pretrain"]["epoch"] = 3
+    message = _error(params, schema)
+    assert "pretrain.epoch" in message
+    assert "allowed here" in message
+    for allowed in ("epochs", "crops_per_epoch", "milestones", "checkpoint_every"):
+        assert allowed in message
+
+
+def test_unknown_top_level_key(base, schema):
+    params = copy.deepcopy(base)
+    params["sede"] = 1
+    message = _error(params, schema)
+    assert "sede" in message and "seed" in message
+
+
+def test_unknown_nested_key_in_network(base, schema):
+    params = copy.deepcopy(base)
+    name = next(iter(params["pretrain"]["networks"]))
+    params["pretrain"]["networks"][name]["encoder_weight"] = None
+    message = _error(params, schema)
+    assert f"pretrain.networks.{name}.encoder_weight" in message
+
+
+def test_missing_key_names_it(base, schema):
+    params = copy.deepcopy(base)
+    del params["clicks"]["radius"]
+    message = _error(params, schema)
+    assert "clicks" in message and "radius" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("pretrain.epochs", "ten"),
+        ("pretrain.epochs", 2.5),
+        ("pretrain.frequency_balancing", "yes"),
+        ("clicks.encoding", "gaussian"),
+        ("evaluation.agent", "random_user"),
+        ("tiling.size", 100),  # not a multiple of 32
+    ],
+)
+def test_wrong_type_or_value_names_the_key(base, schema, key, value):
+    assert key in _error(_variant(base, key, value), schema)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("split.val_fraction", 1.5),
+        ("split.val_fraction", 0),
+        ("clicks.radius", -1),
+        ("pretrain.click_probability", 1.2),
+        ("pretrain.batch_size", 1),
+        ("evaluation.disca.ac_drop_probability", -0.1),
+        ("seed", -3),
+    ],
+)
+def test_out_of_range_names_the_key(base, schema, key, value):
+    assert key in _error(_variant(base, key, value), schema)
+
+
+def test_every_violation_is_reported(base, schema):
+    params = _variant(base, "clicks.radius", -1)
+    params = _variant(params, "split.val_fraction", 1.5)
+    message = _error(params, schema)
+    assert "clicks.radius" in message and "split.val_fraction" in message
+
+
+def test_milestones_not_below_epochs(base, schema):
+    params = _variant(base, "pretrain.milestones", [2, base["pretrain"]["epochs"]])
+    message = _error(params, schema)
+    assert "pretrain.milestones" in message
+    ok = _variant(base, "pretrain.milestones", [base["pretrain"]["epochs"] - 1])
+    validate_params(ok, schema)
+
+
+@pytest.mark.parametrize("overlap", ["size", "bigger"])
+def test_tiling_overlap_below_size(base, schema, overlap):
+    size = base["tiling"]["size"]
+    params = _variant(base, "tiling.overlap", size if overlap == "size" else size + 32)
+    message = _error(params, schema)
+    assert "tiling.overlap" in message
+
+
+def test_valid_variants_pass(base, schema):
+    validate_params(_variant(base, "evaluation.patches.max_patches", None), schema)
+    validate_params(_variant(base, "clicks.encoding", "binary"), schema)
+    validate_params(_variant(base, "pretrain.milestones", []), schema)
+
+
+def test_invalid_yaml_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\npretrain: [unclosed\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path, SCHEMA)
+
+
+def test_yaml_that_is_not_a_mapping(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(path, SCHEMA)
+
+
+def test_load_params_reports_the_file(tmp_path, base):
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(_variant(base, "pretrain.epoch", 3)))
+    with pytest.raises(ConfigError, match="custom.yaml") as err:
+        load_params(path, SCHEMA)
+    assert "pretrain.epoch" in str(err.value)
+
+
+def test_list_item_errors_name_the_index(base, schema):
+    message = _error(_variant(base, "report.noc_thresholds", [0.8, 1.5]), schema)
+    assert "report.noc_thresholds[1]" in message
+
+
+def test_empty_network_table(base, schema):
+    assert "pretrain.networks" in _error(_variant(base, "pretrain.networks", {}), schema)

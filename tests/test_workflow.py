@@ -1,0 +1,141 @@
+"""The workflow as a user runs it: Snakemake end to end on a tiny config, bad params, DVC wiring."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = [str(BIN / "snakemake"), "--snakefile", str(ROOT / "Snakefile")]
+
+
+def tiny_params() -> dict:
+    """The default params shrunk to seconds: same experiments, smaller data and budgets."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["dataset"]["synthetic"].update(n_images=5, size=96)
+    params["tiling"].update(size=64, overlap=16)
+    params["pretrain"].update(epochs=4, crops_per_epoch=8, crop_size=64, batch_size=4, milestones=[2], checkpoint_every=1, max_clicks=5)
+    params["confidnet"].update(epochs=1, crops_per_epoch=4, batch_size=4)
+    params["evaluation"]["clicks"]["n_clicks"] = 2
+    params["evaluation"]["patches"].update(size=32, max_patches=3)
+    params["evaluation"]["disca"]["steps"] = 2
+    return params
+
+
+def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), *args],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+
+
+def _kill_after_first_checkpoint(workdir: Path) -> None:
+    """Start the pretraining phase and kill it (SIGKILL, whole process group) once the first
+    resumable checkpoint is on disk: what a pre-empted cluster job or a power cut does."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    state = workdir / "data" / "models" / "pretrain" / "synthetic" / "linknet_r18.state.pt"
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, "--directory", str(workdir), "pretrain_all", "--cores", "2", "--resources", "gpu=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "training never wrote its resumable checkpoint"
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("demo")
+    (workdir / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    _kill_after_first_checkpoint(workdir)
+    assert run_snakemake(workdir, "--unlock").returncode == 0  # what a user does after a hard kill
+    result = run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1", "--rerun-incomplete")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_demo_dag_produces_report(demo_run: Path) -> None:
+    for figure in ("miou_vs_clicks.png", "miou_vs_patches.png"):
+        path = demo_run / "reports" / "figures" / figure
+        assert path.stat().st_size > 5000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Click protocol" in (demo_run / "reports" / "summary.md").read_text()
+    metrics = json.loads((demo_run / "reports" / "metrics" / "pretrain.json").read_text())
+    assert 0.0 <= metrics["synthetic/linknet_r18"]["val_miou"] <= 1.0
+
+
+@pytest.mark.slow
+def test_demo_tables_are_tidy(demo_run: Path) -> None:
+    clicks = pd.read_csv(demo_run / "reports" / "tables" / "clicks.csv")
+    patches = pd.read_csv(demo_run / "reports" / "tables" / "patches.csv")
+    keys = ["dataset", "image", "model", "method", "agent", "acquisition", "encoding", "seed", "step"]
+    for table in (clicks, patches):
+        assert set(keys + ["miou", "accuracy", "corrected_pixels", "seconds", "iou_car"]) <= set(table.columns)
+        assert not table.duplicated(keys).any()
+        assert table["miou"].between(0, 1).all()
+    split = json.loads((demo_run / "data" / "processed" / "synthetic" / "split.json").read_text())
+    assert set(clicks["image"]) == set(split["val"])
+    assert set(clicks["method"]) == {"ac", "disca"} and clicks["step"].max() == 2
+    assert set(patches["acquisition"]) == {"entropy", "confidnet", "random"} and patches["step"].max() == 3
+
+
+@pytest.mark.slow
+def test_second_run_has_nothing_to_do(demo_run: Path) -> None:
+    result = run_snakemake(demo_run, "-n", "--cores", "2")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_killed_training_resumed_from_its_checkpoint(demo_run: Path) -> None:
+    model = demo_run / "data" / "models" / "pretrain" / "synthetic" / "linknet_r18.pt"
+    assert model.exists() and not model.with_name("linknet_r18.state.pt").exists()  # final model supersedes state
+    log = (demo_run / "logs" / "synthetic" / "pretrain_linknet_r18.log").read_text()
+    assert "resuming from" in log and "epoch 4/4" in log
+    assert "epoch 1/4" not in log  # the epochs before the kill were not trained again
+
+
+def test_bad_params_fail_before_any_job(tmp_path: Path) -> None:
+    params = tiny_params()
+    params["pretrain"]["epoch"] = 3
+    params["clicks"]["radius"] = -1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run_snakemake(tmp_path, "--cores", "1")
+    assert result.returncode != 0
+    assert "pretrain.epoch" in result.stderr and "clicks.radius" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_dvc_stages_match_snakemake_and_params() -> None:
+    """Every DVC stage runs an existing Snakemake target and names existing params keys."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    listed = subprocess.run([*SNAKEMAKE, "--directory", str(ROOT), "--list-rules"], capture_output=True, text=True, cwd=ROOT)
+    assert listed.returncode == 0, listed.stderr
+    rules = set(listed.stdout.split())
+    for name, stage in stages.items():
+        command = stage["cmd"].split()
+        assert command[0] == "snakemake" and command[1] in rules, f"stage {name}: unknown target {command[1]}"
+        for key in stage.get("params", []):
+            node = params
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"stage {name}: params key {key} not in params.yaml"
+                node = node[part]
+        for dep in stage.get("deps", []):
+            if "${" not in dep and not dep.startswith(("data/", "reports/")):
+                assert (ROOT / dep).exists(), f"stage {name}: dependency {dep} does not exist"
