@@ -12,6 +12,7 @@ with exit_on_config_error():
     validate_params(config, load_schema(Path(workflow.basedir) / "workflow/schemas/params.schema.yaml"))
 
 DATASET = config["dataset"]["name"]
+ADAPTER = config["dataset"]["adapter"]
 NETWORKS = list(config["pretrain"]["networks"])
 CLICK_METHODS = config["evaluation"]["clicks"]["methods"]
 PATCH_METHODS = config["evaluation"]["patches"]["methods"]
@@ -27,6 +28,7 @@ wildcard_constraints:
     network="[A-Za-z0-9_-]+",
     method="ac|disca",
     acquisition="entropy|confidnet|random",
+    file="[^/]+",
 
 
 def code(*packages):
@@ -38,6 +40,32 @@ def code(*packages):
         files += sorted(target.glob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
     # relative to the working directory, which differs from the workflow's with --directory
     return [os.path.relpath(f) for f in files]
+
+
+def adapter_options():
+    """The selected adapter's options; raw files default to data/raw/<dataset>."""
+    options = dict(config["dataset"].get(ADAPTER, {}))
+    if ADAPTER == "synthetic":
+        options["seed"] = config["seed"]
+    elif not options.get("path"):
+        options["path"] = f"data/raw/{DATASET}"
+    return options
+
+
+def _downloads():
+    return {d["file"]: d for d in config["dataset"].get(ADAPTER, {}).get("downloads", [])}
+
+
+def raw_downloads(wildcards):
+    """Files the download rule fetches before the adapter runs (INRIA parts, an AIRS zip ...)."""
+    return [f"data/raw/{wildcards.dataset}/{name}" for name in _downloads()]
+
+
+def download_param(key):
+    def lookup(wildcards):
+        return _downloads()[wildcards.file].get(key)
+
+    return lookup
 
 
 def network_params(wildcards):

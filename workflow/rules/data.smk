@@ -1,23 +1,41 @@
-# Data: prepare the canonical dataset, split it 80/20, index the evaluation windows.
+# Data: download raw files (when the adapter has any), prepare the canonical dataset, split it,
+# index the evaluation windows.
 
 
-rule prepare_synthetic:
+rule download:
+    output:
+        "data/raw/{dataset}/{file}",
+    params:
+        url=download_param("url"),
+        checksum=download_param("checksum"),
+        retries=5,
+    log:
+        "logs/{dataset}/download_{file}.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/download.py"
+
+
+rule prepare_dataset:
     output:
         info=f"{PROCESSED}/dataset.json",
         images=directory(f"{PROCESSED}/images"),
         labels=directory(f"{PROCESSED}/labels"),
     input:
-        code=code("data"),
+        raw=raw_downloads,
+        code=code("data", "data/adapters"),
     params:
-        synthetic=config["dataset"]["synthetic"],
-        seed=config["seed"],
+        adapter=ADAPTER,
+        options=adapter_options(),
     log:
         "logs/{dataset}/prepare.log",
     threads: 1
     resources:
         mem_mb=2000,
     script:
-        "../scripts/prepare_synthetic.py"
+        "../scripts/prepare_dataset.py"
 
 
 rule split:
@@ -27,6 +45,7 @@ rule split:
         info=f"{PROCESSED}/dataset.json",
         code=code("data"),
     params:
+        mode=config["split"]["mode"],
         val_fraction=config["split"]["val_fraction"],
         seed=config["seed"],
     log:

@@ -11,7 +11,7 @@ from dial_core.data.tiling import tile_index
 def main() -> None:
     root = Path(snakemake.input.info).parent  # noqa: F821
     split = json.loads(Path(snakemake.input.split).read_text())  # noqa: F821
-    parts = {k: split[k] for k in ("train", "val")}
+    parts = {k: v for k, v in split.items() if isinstance(v, list)}  # train, val (and test when present)
     shapes = {i: raster_shape(root, i) for ids in parts.values() for i in ids}
     tiles = tile_index(shapes, parts, snakemake.params.size, snakemake.params.overlap)  # noqa: F821
     write_csv(snakemake.output[0], tiles)  # noqa: F821

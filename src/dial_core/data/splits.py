@@ -32,3 +32,19 @@ def nested_subset(train_ids: list[str], fraction: float, seed: int) -> list[str]
     order = np.random.default_rng(seed).permutation(len(ids))
     count = max(1, int(np.ceil(fraction * len(ids))))
     return sorted(ids[i] for i in order[:count])
+
+
+def make_split(groups: dict[str, list[str]], mode: str, val_fraction: float, seed: int) -> dict[str, list[str]]:
+    """``random``: seeded 80/20 of ``groups['train']`` (the papers' protocol; Potsdam 24 → 19/5).
+    ``predefined``: the adapter's own train/val groups (INRIA cities 1–5, AIRS train/val).
+    Other groups (e.g. Potsdam's official ``test`` tiles) are carried along unchanged."""
+    if "train" not in groups:
+        raise ConfigError(f"the dataset offers no 'train' group (groups: {', '.join(groups) or 'none'})")
+    extra = {k: v for k, v in groups.items() if k not in ("train", "val")}
+    if mode == "random":
+        return {**split_train_val(groups["train"], val_fraction, seed), **extra}
+    if mode == "predefined":
+        if not groups.get("val"):
+            raise ConfigError("split.mode = predefined, but the dataset has no predefined 'val' group; use split.mode: random")
+        return {"train": sorted(groups["train"]), "val": sorted(groups["val"]), **extra}
+    raise ConfigError(f"split.mode = {mode!r}: choose random or predefined")

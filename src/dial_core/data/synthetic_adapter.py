@@ -43,3 +43,12 @@ def synthetic_dataset(name: str, n_images: int, size: int, domain: str, label_vi
             yield Sample(f"{domain.lower()}{index:04d}", image, label, transform, crs)
 
     return info, samples()
+
+
+def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[Sample], dict[str, list[str]]]:
+    """Adapter entry point (see ``dial_core.data.adapters``); ``options`` carries ``seed``."""
+    info, samples = synthetic_dataset(
+        name, options["n_images"], options["size"], options["domain"], options["label_view"], options["seed"]
+    )
+    ids = [f"{options['domain'].lower()}{i:04d}" for i in range(options["n_images"])]
+    return info, samples, {"train": ids}

@@ -1,0 +1,263 @@
+"""Raster access shared by the Potsdam, Dubai and folder adapters.
+
+Every read goes through rasterio (GeoTIFF, JPEG and PNG alike) one window at a time and turns any
+GDAL failure into a :class:`DataError` that names the file, so a corrupt download reads as
+"file X is corrupt" rather than a traceback from deep inside GDAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import struct
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from dial_core.data.canonical import RasterSource
+from dial_core.errors import ConfigError, DataError
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RasterMeta:
+    """Header facts of one raster file (cheap: no pixel is read)."""
+
+    path: Path
+    height: int
+    width: int
+    count: int
+    dtype: str
+    transform: Affine | None  # None when the file carries no georeferencing
+    crs: CRS | None
+    palette: bool  # single band with a colour table (palette PNG/TIFF)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+
+def _cause(err: BaseException) -> str:
+    """GDAL puts the useful text on the chained exception ("Read failed. See previous exception")."""
+    cause = err.__cause__ or err.__context__
+    return f"{err} ({cause})" if cause is not None and str(cause) not in str(err) else str(err)
+
+
+@contextlib.contextmanager
+def _opened(path: Path, what: str) -> Iterator[Any]:
+    """rasterio.open with GDAL errors as DataError naming the file; no warning for plain JPEG/PNG."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                yield src
+    except DataError:
+        raise
+    except (RasterioError, OSError) as err:
+        if not Path(path).exists():
+            raise DataError(f"{what}: {path} does not exist") from None
+        raise DataError(f"{what}: cannot read {path}: {_cause(err)}; the file is corrupt or truncated, obtain it again") from None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_png(path: Path) -> None:
+    """Walk a PNG's chunks, checking CRCs and that the image data inflates to its end.
+
+    Why: GDAL's PNG driver returns zeros for a truncated file without any error or warning, which
+    would become silent class ids downstream. Streams the file; memory stays at ~1 MB.
+    """
+    def corrupt(why: str) -> DataError:
+        return DataError(f"{path} is a corrupt or truncated PNG ({why}); obtain the file again")
+
+    inflate = zlib.decompressobj()
+    with open(path, "rb") as handle:
+        if handle.read(8) != _PNG_SIGNATURE:
+            return  # not a PNG after all: GDAL reports what it is not
+        while True:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise corrupt("it ends before its IEND chunk")
+            length, kind = struct.unpack(">I4s", head)
+            body = handle.read(length)
+            crc = handle.read(4)
+            if len(body) < length or len(crc) < 4:
+                raise corrupt(f"its {kind.decode('latin-1')} chunk is cut short")
+            if zlib.crc32(kind + body) != struct.unpack(">I", crc)[0]:
+                raise corrupt(f"checksum error in its {kind.decode('latin-1')} chunk")
+            if kind == b"IDAT":
+                try:
+                    data = body
+                    while data and not inflate.eof:
+                        inflate.decompress(data, 1 << 20)
+                        data = inflate.unconsumed_tail
+                except zlib.error as err:
+                    raise corrupt(f"bad image data: {err}") from None
+            elif kind == b"IEND":
+                break
+    if not inflate.eof:
+        raise corrupt("its image data stops early")
+
+
+def probe(path: Path, what: str = "raster") -> RasterMeta:
+    """Header of ``path``; DataError when it is missing, not a raster, or unreadable.
+
+    PNGs are also checked end to end (:func:`check_png`), as GDAL does not notice truncation.
+    """
+    if Path(path).suffix.lower() == ".png" and Path(path).is_file():
+        check_png(Path(path))
+    with _opened(path, what) as src:
+        georeferenced = src.crs is not None or src.transform != Affine.identity()
+        palette = src.count == 1 and src.colorinterp[0] == ColorInterp.palette
+        return RasterMeta(
+            Path(path), src.height, src.width, src.count, src.dtypes[0],
+            src.transform if georeferenced else None, src.crs, palette,
+        )
+
+
+def read_bands(
+    meta: RasterMeta,
+    window: Window,
+    bands: list[int],
+    out_shape: tuple[int, int] | None = None,
+    resampling: Resampling = Resampling.nearest,
+) -> np.ndarray:
+    """(len(bands), h, w) pixels of ``window``.
+
+    With ``out_shape`` (h, w) the window is given on the *output* grid of
+    ``out_shape`` = full raster scaled, and the matching (fractional) source window is read and
+    resampled by GDAL; strips read this way join seamlessly (GDAL uses pixels across the strip edge).
+    """
+    if out_shape is None:
+        read_window, shape = window, None
+    else:
+        fy, fx = meta.height / out_shape[0], meta.width / out_shape[1]
+        read_window = Window(window.col_off * fx, window.row_off * fy, window.width * fx, window.height * fy)
+        shape = (len(bands), int(window.height), int(window.width))
+    with _opened(meta.path, "raster") as src:
+        try:
+            if shape is None:
+                return src.read(bands, window=read_window)
+            return src.read(bands, window=read_window, out_shape=shape, resampling=resampling)
+        except (RasterioError, OSError) as err:
+            raise DataError(
+                f"cannot read {meta.path} ({describe_window(window)}): {_cause(err)}; "
+                "the file is corrupt or truncated, obtain it again"
+            ) from None
+
+
+def describe_window(window: Window) -> str:
+    row, col = int(window.row_off), int(window.col_off)
+    return f"rows {row}..{row + int(window.height) - 1}, columns {col}..{col + int(window.width) - 1}"
+
+
+def colour_table(meta: RasterMeta) -> np.ndarray:
+    """(256, 3) uint8 lookup table of a palette raster, to expand its indices to RGB."""
+    with _opened(meta.path, "raster") as src:
+        try:
+            cmap = src.colormap(1)
+        except ValueError as err:
+            raise DataError(f"{meta.path}: palette image without a readable colour table ({err})") from None
+    table = np.zeros((256, 3), np.uint8)
+    for index, rgba in cmap.items():
+        if 0 <= index < 256:
+            table[index] = rgba[:3]
+    return table
+
+
+def check_rgb_image(meta: RasterMeta) -> None:
+    if meta.dtype != "uint8":
+        raise DataError(f"{meta.path} is {meta.dtype}; the canonical format needs 8-bit RGB images, convert it first")
+    if meta.count < 3 and not meta.palette:
+        raise DataError(f"{meta.path} has {meta.count} band(s); an RGB image needs 3")
+
+
+def read_rgb(
+    meta: RasterMeta,
+    window: Window,
+    out_shape: tuple[int, int] | None = None,
+    resampling: Resampling = Resampling.nearest,
+    table: np.ndarray | None = None,
+) -> np.ndarray:
+    """(h, w, 3) uint8: bands 1-3 (an alpha or 4th band is dropped), or palette indices through ``table``."""
+    if meta.palette:
+        if table is None:
+            table = colour_table(meta)
+        index = read_bands(meta, window, [1], out_shape, resampling)[0]
+        return table[index]
+    check_rgb_image(meta)
+    return np.moveaxis(read_bands(meta, window, [1, 2, 3], out_shape, resampling), 0, -1)
+
+
+def check_same_grid(image_id: str, image: RasterMeta, label: RasterMeta) -> None:
+    """Image and label must cover the same pixels: same size, and the same georeferencing when both have it."""
+    if image.shape != label.shape:
+        raise DataError(
+            f"image {image_id}: {image.path} is {image.height}×{image.width} (rows×columns) but its label "
+            f"{label.path} is {label.height}×{label.width}; they must share one grid"
+        )
+    if image.transform is None or label.transform is None:
+        return  # a label without georeferencing is taken to lie on its image's grid
+    same_crs = image.crs is None or label.crs is None or image.crs == label.crs
+    if not same_crs or not image.transform.almost_equals(label.transform, precision=1e-6):
+        raise DataError(
+            f"image {image_id}: {image.path} (CRS {image.crs}, transform {tuple(image.transform)[:6]}) and its label "
+            f"{label.path} (CRS {label.crs}, transform {tuple(label.transform)[:6]}) are georeferenced differently; "
+            "they must share one grid"
+        )
+
+
+class Sources(Iterator[RasterSource]):
+    """A lazy stream of sources that knows its length (for progress bars); each is built on demand."""
+
+    def __init__(self, items: Iterable[T], make: Callable[[T], RasterSource]):
+        self._items = list(items)
+        self._make = make
+        self._iter = iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Sources:
+        return self
+
+    def __next__(self) -> RasterSource:
+        return self._make(next(self._iter))
+
+
+def check_options(options: dict, known: Iterable[str], required: Iterable[str], where: str) -> dict:
+    """Unknown or missing adapter options fail with the key and the accepted keys."""
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}: options must be a mapping, got {type(options).__name__}")
+    known = tuple(known)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}; accepted: {', '.join(known)}")
+    missing = [key for key in required if options.get(key) in (None, "")]
+    if missing:
+        raise ConfigError(f"{where}: option(s) {', '.join(missing)} required")
+    return options
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]+")
+
+
+def safe_id(text: str) -> str:
+    """A file-name-safe image id from a file stem: other characters become ``_``."""
+    cleaned = _UNSAFE.sub("_", text).strip("_.")
+    return cleaned or "image"

@@ -1,0 +1,58 @@
+"""AIRS (Aerial Imagery for Roof Segmentation, Christchurch, 7.5 cm, NZTM): roof / not roof.
+
+Layout: ``{train,val,test}/image/<name>.tif`` and ``{train,val,test}/label/<name>.tif`` (plus
+``*_vis.tif`` previews, skipped). Labels are 0 / 1 (some releases 0 / 255).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from dial_core.data.archives import safe_extract_zip
+from dial_core.data.adapters.geotiff_pairs import paired_source
+from dial_core.data.canonical import DatasetInfo, RasterSource
+from dial_core.errors import DataError
+
+CLASSES = [{"name": "background", "color": [0, 0, 0]}, {"name": "roof", "color": [255, 255, 255]}]
+SUBSETS = ("train", "val", "test")
+
+
+def _dataset_root(root: Path) -> Path:
+    """The folder holding train/ val/ test/, extracting a downloaded zip when that is all there is."""
+    for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
+        if (candidate / "train" / "image").is_dir():
+            return candidate
+    for archive in sorted(root.glob("*.zip")) if root.is_dir() else []:
+        safe_extract_zip(archive, root)
+        return _dataset_root(root)
+    raise DataError(
+        f"AIRS: no train/image folder under {root}; download AIRS (dataset.airs.downloads) "
+        "or point dataset.airs.path at the extracted dataset"
+    )
+
+
+def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[RasterSource], dict[str, list[str]]]:
+    root = _dataset_root(Path(options["path"]))
+    groups: dict[str, list[str]] = {}
+    pairs = []
+    for subset in options.get("subsets", list(SUBSETS)):
+        folder = root / subset / "image"
+        if not folder.is_dir():
+            continue
+        for image in sorted(p for p in folder.glob("*.tif") if not p.stem.endswith("_vis")):
+            label = root / subset / "label" / image.name
+            if not label.exists():
+                raise DataError(f"AIRS: {image} has no label {label}")
+            image_id = f"airs_{subset}_{image.stem}"
+            pairs.append((image_id, image, label))
+            groups.setdefault(subset, []).append(image_id)
+    if not pairs:
+        raise DataError(f"AIRS: no image/label pairs under {root}")
+    info = DatasetInfo(
+        name=name, classes=CLASSES, ground_sampling_distance_m=0.075,
+        source="AIRS: Aerial Imagery for Roof Segmentation (Chen et al. 2019), Christchurch, NZTM",
+        licence="CC BY 4.0 (imagery: Land Information New Zealand); cite the AIRS paper",
+    )
+    sources = (paired_source(i, img, lab, {0: 0, 1: 1, 255: 1}) for i, img, lab in pairs)
+    return info, sources, groups

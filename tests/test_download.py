@@ -1,0 +1,309 @@
+"""Tests for dial_core.data.download against a local (127.0.0.1) HTTP server with Range support."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dial_core.data import download as dl
+from dial_core.data.download import download, file_checksum, parse_checksum, read_checksum_file
+from dial_core.errors import DataError
+
+PAYLOAD = np.random.default_rng(7).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny file server: Range support plus switchable misbehaviour
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ServerState:
+    root: Path
+    base_url: str = ""
+    requests: list[dict] = field(default_factory=list)
+    drop_after: int | None = None  # first request: close the connection after this many body bytes
+    ignore_range: bool = False  # answer 200 with the whole file even when asked for a range
+    fail_first: int = 0  # answer 503 to this many requests first
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    state: ServerState  # set on a per-server subclass
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        st = self.state
+        with st.lock:
+            st.requests.append({"path": self.path, "range": self.headers.get("Range")})
+            n = len(st.requests)
+        if n <= st.fail_first:
+            self._empty(503)
+            return
+        path = st.root / self.path.lstrip("/")
+        if not path.is_file():
+            self._empty(404)
+            return
+        data = path.read_bytes()
+        start, status = 0, 200
+        m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
+        if m and not st.ignore_range:
+            start = int(m.group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            status = 206
+        body = data[start:]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Accept-Ranges", "none" if st.ignore_range else "bytes")
+        self.end_headers()
+        if n == st.fail_first + 1 and st.drop_after is not None:
+            self.wfile.write(body[: st.drop_after])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.wfile.write(body)
+
+    def _empty(self, code: int) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture()
+def server(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    (root / "data.bin").write_bytes(PAYLOAD)
+    (root / "other.bin").write_bytes(b"another verified file\n" * 100)
+    state = ServerState(root=root)
+    handler = type("Handler", (_Handler,), {"state": state})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+        assert not thread.is_alive()
+
+
+@pytest.fixture()
+def sleeps(monkeypatch):
+    calls: list[float] = []
+    monkeypatch.setattr(dl, "_sleep", calls.append)
+    return calls
+
+
+# --------------------------------------------------------------------------------------------
+# Downloads
+# --------------------------------------------------------------------------------------------
+def test_download_sha256(server, tmp_path):
+    dest = tmp_path / "out" / "data.bin"
+    assert download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert not dest.with_name("data.bin.part").exists()
+    assert server.count() == 1 and server.requests[0]["range"] is None
+
+
+def test_download_md5_bare_hex_with_progress_bar(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    download(server.url("data.bin"), dest, MD5, progress=True, chunk_bytes=64 * 1024)
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_present_and_verified_file_makes_no_request(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
+    before = server.count()
+    download(server.url("data.bin"), dest, f"md5:{MD5}", progress=False)
+    download(server.url("data.bin"), dest, None, progress=False)  # no checksum: existing file is used
+    assert server.count() == before == 1
+
+
+def test_present_file_with_wrong_checksum_is_reported_not_replaced(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    dest.write_bytes(b"stale")
+    with pytest.raises(DataError, match=r"data\.bin exists but does not match") as err:
+        download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
+    assert SHA256 in str(err.value) and "delete" in str(err.value)
+    assert server.count() == 0 and dest.read_bytes() == b"stale"
+
+
+def test_resume_after_interrupted_transfer(server, tmp_path, sleeps):
+    server.drop_after = 100_000
+    dest = tmp_path / "data.bin"
+    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False, chunk_bytes=16 * 1024)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.count() == 2
+    assert server.requests[0]["range"] is None
+    assert server.requests[1]["range"] == "bytes=100000-"
+    assert len(sleeps) == 1
+
+
+def test_resume_from_part_left_by_a_killed_job(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    dest.with_name("data.bin.part").write_bytes(PAYLOAD[:12345])
+    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [r["range"] for r in server.requests] == ["bytes=12345-"]
+
+
+def test_complete_part_answered_416_is_verified(server, tmp_path):
+    dest = tmp_path / "data.bin"
+    dest.with_name("data.bin.part").write_bytes(PAYLOAD)
+    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
+    assert dest.read_bytes() == PAYLOAD and server.count() == 1
+
+
+def test_server_without_range_support_restarts_cleanly(server, tmp_path):
+    server.ignore_range = True
+    dest = tmp_path / "data.bin"
+    dest.with_name("data.bin.part").write_bytes(b"\x00" * 5000)  # wrong bytes: appending would fail the checksum
+    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [r["range"] for r in server.requests] == ["bytes=5000-"]
+
+
+def test_retries_on_503_then_succeeds(server, tmp_path, sleeps):
+    server.fail_first = 2
+    dest = tmp_path / "data.bin"
+    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False, backoff_s=0.5)
+    assert dest.read_bytes() == PAYLOAD
+    assert server.count() == 3
+    assert sleeps == [0.5, 1.0]
+
+
+def test_gives_up_after_retries(server, tmp_path, sleeps):
+    server.fail_first = 1000
+    url = server.url("data.bin")
+    with pytest.raises(DataError, match="503") as err:
+        download(url, tmp_path / "data.bin", f"sha256:{SHA256}", retries=2, progress=False)
+    assert url in str(err.value)
+    assert server.count() == 3 and sleeps == [1.0, 2.0]
+    assert not (tmp_path / "data.bin").exists()
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path, sleeps):
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/data.bin"
+    with pytest.raises(DataError, match=re.escape(url)):
+        download(url, tmp_path / "data.bin", None, retries=1, timeout_s=2, progress=False)
+    assert sleeps == [1.0]
+
+
+def test_404_fails_at_once(server, tmp_path, sleeps):
+    url = server.url("missing.bin")
+    with pytest.raises(DataError, match="404") as err:
+        download(url, tmp_path / "missing.bin", f"sha256:{SHA256}", progress=False)
+    assert url in str(err.value)
+    assert server.count() == 1 and sleeps == []
+
+
+def test_checksum_mismatch_keeps_bytes_and_other_files(server, tmp_path):
+    folder = tmp_path / "raw"
+    other_sum = hashlib.sha256((server.root / "other.bin").read_bytes()).hexdigest()
+    other = download(server.url("other.bin"), folder / "other.bin", f"sha256:{other_sum}", progress=False)
+    other_stat = other.stat()
+    wrong = "0" * 64
+    dest = folder / "data.bin"
+    with pytest.raises(DataError) as err:
+        download(server.url("data.bin"), dest, f"sha256:{wrong}", progress=False)
+    msg = str(err.value)
+    assert wrong in msg and SHA256 in msg and "data.bin" in msg and server.url("data.bin") in msg
+    assert "update the checksum in params" in msg
+    assert (folder / "data.bin.mismatch").read_bytes() == PAYLOAD
+    assert not dest.exists() and not (folder / "data.bin.part").exists()
+    assert other.stat().st_mtime_ns == other_stat.st_mtime_ns
+    assert file_checksum(other) == other_sum
+
+
+def test_no_checksum_downloads_with_warning(server, tmp_path, caplog):
+    dest = tmp_path / "data.bin"
+    with caplog.at_level("WARNING", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert "without a checksum" in caplog.text
+
+
+def test_bad_inputs_fail_before_any_request(server, tmp_path):
+    with pytest.raises(DataError, match="sha256"):
+        download(server.url("data.bin"), tmp_path / "x", "sha256:1234", progress=False)
+    with pytest.raises(DataError, match="only http"):
+        download("ftp://127.0.0.1/data.bin", tmp_path / "x", None, progress=False)
+    assert server.count() == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Checksum helpers
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("spec", "expected"), [
+    (f"sha256:{SHA256}", ("sha256", SHA256)),
+    (f"SHA256:{SHA256.upper()}", ("sha256", SHA256)),
+    (f"md5:{MD5}", ("md5", MD5)),
+    (SHA256, ("sha256", SHA256)),
+    (f"  {MD5}\n", ("md5", MD5)),
+])
+def test_parse_checksum(spec, expected):
+    assert parse_checksum(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["", "abc", f"sha1:{SHA256[:40]}", f"md5:{SHA256}", f"sha256:{MD5}",
+                                  "z" * 64, f"sha256:{SHA256[:-1]}g"])
+def test_parse_checksum_rejects(spec):
+    with pytest.raises(DataError):
+        parse_checksum(spec)
+
+
+def test_file_checksum(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(PAYLOAD)
+    assert file_checksum(p) == SHA256 and file_checksum(p, "md5") == MD5
+    with pytest.raises(DataError, match="not found"):
+        file_checksum(tmp_path / "nope")
+
+
+def test_read_checksum_file(tmp_path):
+    text = (f"# checksums\n{SHA256}  aerialimagelabeling.7z.001\n{MD5} *NEW2-AerialImageDataset.zip\n"
+            f"SHA256 (bsd.bin) = {SHA256.upper()}\n{'1' * 64}  sub/dir/nested.tif\n")
+    assert read_checksum_file(text, "aerialimagelabeling.7z.001") == f"sha256:{SHA256}"
+    assert read_checksum_file(text, "NEW2-AerialImageDataset.zip") == f"md5:{MD5}"
+    assert read_checksum_file(text, "bsd.bin") == f"sha256:{SHA256}"
+    assert read_checksum_file(text, "nested.tif") == f"sha256:{'1' * 64}"
+    listing = tmp_path / "SHA256SUMS"
+    listing.write_text(text)
+    assert read_checksum_file(listing, "aerialimagelabeling.7z.001") == f"sha256:{SHA256}"
+    assert read_checksum_file(str(listing), "aerialimagelabeling.7z.001") == f"sha256:{SHA256}"
+    with pytest.raises(DataError, match=r"SHA256SUMS has no checksum for 'absent\.7z\.002'"):
+        read_checksum_file(listing, "absent.7z.002")
+    with pytest.raises(DataError, match="different checksums"):
+        read_checksum_file(f"{SHA256}  a.bin\n{'2' * 64}  a.bin\n", "a.bin")
