@@ -126,6 +126,18 @@ def _uncertainty(acquisition: str, probs: np.ndarray, confidence: np.ndarray | N
     raise ValueError(f"unknown acquisition {acquisition!r}")
 
 
+def _repredict_patch(model: Segmenter, image: np.ndarray, clicks: list[Click], patch: tuple[int, int, int, int], prediction: np.ndarray, cfg: InteractionConfig) -> None:
+    """AC on one patch: predict the inference window centred on it (context, as in whole-image
+    inference) with the clicks inside that window, and replace the prediction on the patch only."""
+    r, c, h, w = patch
+    centre = Click(r + h // 2, c + w // 2, 0)
+    cr, cc, ch, cw = _window_around(centre, prediction.shape, max(cfg.window, h, w))
+    local = [k.shifted(cr, cc) for k in clicks]
+    channels = encode_clicks(local, (ch, cw), model.spec.n_classes, cfg.encoding, cfg.radius)
+    probs, _ = predict_probs(model, image[cr : cr + ch, cc : cc + cw], channels, cfg.window, cfg.overlap)
+    prediction[r : r + h, c : c + w] = probs[:, r - cr : r - cr + h, c - cc : c - cc + w].argmax(0)
+
+
 def patch_protocol(
     model: Segmenter,
     image: np.ndarray,
@@ -140,7 +152,7 @@ def patch_protocol(
 ) -> list[dict]:
     """DIAL patch protocol on one image: rows after 0, 1, 2 … annotated patches.
 
-    AC keeps the initial order and re-predicts only the annotated patch. DISCA adapts on the
+    AC keeps the initial order and re-predicts the annotated patch (with its context). DISCA adapts on the
     patch, then recomputes the whole prediction and uncertainty and re-ranks the patches left.
     """
     if acquisition == "confidnet" and confidnet is None:
@@ -171,9 +183,7 @@ def patch_protocol(
         if click is not None:
             clicks.append(click)
             if cfg.method == "ac":
-                channels = encode_clicks([local], (h, w), n, cfg.encoding, cfg.radius)
-                probs, _ = predict_probs(model, image[r : r + h, c : c + w], channels, cfg.window, cfg.overlap)
-                prediction[r : r + h, c : c + w] = probs.argmax(0)
+                _repredict_patch(model, image, clicks, windows[index], prediction, cfg)
             else:
                 _adapt(model, image, clicks, probs0, windows[index], cfg, rng)
                 channels = encode_clicks(clicks, label.shape, n, cfg.encoding, cfg.radius)
