@@ -47,8 +47,11 @@ def adapter_options():
     options = dict(config["dataset"].get(ADAPTER, {}))
     if ADAPTER == "synthetic":
         options["seed"] = config["seed"]
-    elif not options.get("path"):
-        options["path"] = f"data/raw/{DATASET}"
+    else:
+        if not options.get("path"):
+            options["path"] = f"data/raw/{DATASET}"
+        if ADAPTER in ("inria", "airs", "potsdam") and not options.get("extract_dir"):
+            options["extract_dir"] = f"data/interim/{DATASET}"  # keeps the raw downloads untouched
     return options
 
 

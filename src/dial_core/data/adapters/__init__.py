@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from dial_core.data.adapters import dubai, folder, potsdam
+from dial_core.data import synthetic_adapter
+from dial_core.data.adapters import airs, dubai, folder, inria, potsdam
 from dial_core.data.canonical import DatasetInfo, RasterSource
 from dial_core.errors import ConfigError
 
 Prepared = tuple[DatasetInfo, Iterator[RasterSource], dict[str, list[str]]]
 
 ADAPTERS: dict[str, Callable[[dict, str], Prepared]] = {
+    "synthetic": synthetic_adapter.prepare,
+    "inria": inria.prepare,
+    "airs": airs.prepare,
     "potsdam": potsdam.prepare,
     "dubai": dubai.prepare,
     "folder": folder.prepare,

@@ -261,3 +261,21 @@ def safe_id(text: str) -> str:
     """A file-name-safe image id from a file stem: other characters become ``_``."""
     cleaned = _UNSAFE.sub("_", text).strip("_.")
     return cleaned or "image"
+
+
+def integer_mask_source(image_id: str, image_path: Path, mask_path: Path, mapping: dict[int, int], what: str) -> RasterSource:
+    """RGB image + single-band integer mask on the same grid (INRIA 0/255, AIRS 0/1), read in windows."""
+    from dial_core.data.labels import values_to_index  # local: labels imports nothing from here
+
+    image = probe(image_path, f"{what} image {image_id}")
+    mask = probe(mask_path, f"{what} mask of {image_id}")
+    check_rgb_image(image)
+    if mask.count != 1:
+        raise DataError(f"{mask_path} has {mask.count} bands; {what} masks are single-band integer rasters")
+    check_same_grid(image_id, image, mask)
+
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
+        values = read_bands(mask, window, [1])[0]
+        return read_rgb(image, window), values_to_index(values, mapping, f"{mask_path} ({describe_window(window)})")
+
+    return RasterSource(image_id, image.height, image.width, read, image.transform, image.crs, (image_path, mask_path))

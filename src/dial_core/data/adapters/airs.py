@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dial_core.data.archives import safe_extract_zip
-from dial_core.data.adapters.geotiff_pairs import paired_source
+from dial_core.data.adapters._raster import Sources, check_options, integer_mask_source
 from dial_core.data.canonical import DatasetInfo, RasterSource
 from dial_core.errors import DataError
 
@@ -18,22 +18,33 @@ CLASSES = [{"name": "background", "color": [0, 0, 0]}, {"name": "roof", "color":
 SUBSETS = ("train", "val", "test")
 
 
-def _dataset_root(root: Path) -> Path:
-    """The folder holding train/ val/ test/, extracting a downloaded zip when that is all there is."""
-    for candidate in [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []:
-        if (candidate / "train" / "image").is_dir():
-            return candidate
-    for archive in sorted(root.glob("*.zip")) if root.is_dir() else []:
-        safe_extract_zip(archive, root)
-        return _dataset_root(root)
+def _dataset_root(root: Path, extract_dir: Path) -> Path:
+    """The folder holding train/ val/ test/, extracting a downloaded zip into ``extract_dir`` when
+    that is all there is."""
+    for base in (root, extract_dir):
+        for candidate in [base, *sorted(p for p in base.iterdir() if p.is_dir())] if base.is_dir() else []:
+            if (candidate / "train" / "image").is_dir():
+                return candidate
+    archives = sorted(root.glob("*.zip")) if root.is_dir() else []
+    if archives:
+        for archive in archives:
+            safe_extract_zip(archive, extract_dir)
+        for candidate in [extract_dir, *sorted(p for p in extract_dir.iterdir() if p.is_dir())]:
+            if (candidate / "train" / "image").is_dir():
+                return candidate
     raise DataError(
         f"AIRS: no train/image folder under {root}; download AIRS (dataset.airs.downloads) "
         "or point dataset.airs.path at the extracted dataset"
     )
 
 
+OPTIONS = ("path", "downloads", "subsets", "extract_dir")
+
+
 def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[RasterSource], dict[str, list[str]]]:
-    root = _dataset_root(Path(options["path"]))
+    check_options(options, OPTIONS, ["path"], "dataset.airs")
+    raw = Path(options["path"])
+    root = _dataset_root(raw, Path(options.get("extract_dir") or raw / "extracted"))
     groups: dict[str, list[str]] = {}
     pairs = []
     for subset in options.get("subsets", list(SUBSETS)):
@@ -54,5 +65,5 @@ def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[RasterSourc
         source="AIRS: Aerial Imagery for Roof Segmentation (Chen et al. 2019), Christchurch, NZTM",
         licence="CC BY 4.0 (imagery: Land Information New Zealand); cite the AIRS paper",
     )
-    sources = (paired_source(i, img, lab, {0: 0, 1: 1, 255: 1}) for i, img, lab in pairs)
+    sources = Sources(pairs, lambda p: integer_mask_source(*p, {0: 0, 1: 1, 255: 1}, "AIRS"))
     return info, sources, groups

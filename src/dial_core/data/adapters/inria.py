@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dial_core.data.archives import extract_multipart_7z, safe_extract_zip
-from dial_core.data.adapters.geotiff_pairs import paired_source, require_folder
+from dial_core.data.adapters._raster import Sources, check_options, integer_mask_source
 from dial_core.data.canonical import DatasetInfo, RasterSource
 from dial_core.errors import ConfigError, DataError
 
@@ -22,22 +22,28 @@ INNER_ZIP = "NEW2-AerialImageDataset.zip"
 _NAME = re.compile(r"^(?P<city>[a-z-]+)(?P<n>\d+)\.tif$")
 
 
-def _train_folder(root: Path) -> Path:
-    """The extracted ``train`` folder, extracting the archives found under ``root`` if needed."""
-    for candidate in (root / "AerialImageDataset" / "train", root / "train"):
-        if (candidate / "images").is_dir():
-            return candidate
-    parts = sorted(root.glob("aerialimagelabeling.7z.[0-9][0-9][0-9]"))
-    inner = root / INNER_ZIP
-    if not inner.exists():
+def _train_folder(root: Path, extract_dir: Path) -> Path:
+    """The extracted ``train`` folder (under ``root`` or ``extract_dir``), extracting the archives
+    found under ``root`` into ``extract_dir`` if needed (the raw folder stays as downloaded)."""
+    for base in (root, extract_dir):
+        for candidate in (base / "AerialImageDataset" / "train", base / "train"):
+            if (candidate / "images").is_dir():
+                return candidate
+    inner = next((p for p in (root / INNER_ZIP, extract_dir / INNER_ZIP) if p.exists()), None)
+    if inner is None:
+        parts = sorted(root.glob("aerialimagelabeling.7z.[0-9][0-9][0-9]"))
         if not parts:
             raise DataError(
                 f"INRIA: neither AerialImageDataset/train nor aerialimagelabeling.7z.001… found in {root}; "
                 "run the download rule (dataset.inria.downloads) or put the extracted dataset there"
             )
-        extract_multipart_7z(parts, root, members=[INNER_ZIP])
-    safe_extract_zip(inner, root)
-    return require_folder(root / "AerialImageDataset" / "train", "INRIA", f"{inner} did not contain AerialImageDataset/train")
+        extract_multipart_7z(parts, extract_dir, members=[INNER_ZIP])
+        inner = extract_dir / INNER_ZIP
+    safe_extract_zip(inner, extract_dir)
+    train = extract_dir / "AerialImageDataset" / "train"
+    if not (train / "images").is_dir():
+        raise DataError(f"INRIA: {inner} did not contain AerialImageDataset/train/images; the archive is not the INRIA release")
+    return train
 
 
 def split_groups(ids: list[str], scheme: str) -> dict[str, list[str]]:
@@ -51,8 +57,13 @@ def split_groups(ids: list[str], scheme: str) -> dict[str, list[str]]:
     raise ConfigError(f"dataset.inria.split = {scheme!r}: choose random or cities_1_5")
 
 
+OPTIONS = ("path", "downloads", "split", "extract_dir")
+
+
 def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[RasterSource], dict[str, list[str]]]:
-    train = _train_folder(Path(options["path"]))
+    check_options(options, OPTIONS, ["path"], "dataset.inria")
+    root = Path(options["path"])
+    train = _train_folder(root, Path(options.get("extract_dir") or root / "extracted"))
     images = sorted(p for p in (train / "images").glob("*.tif") if _NAME.match(p.name))
     if not images:
         raise DataError(f"INRIA: no <city><n>.tif images in {train / 'images'}")
@@ -67,5 +78,5 @@ def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[RasterSourc
         source="INRIA Aerial Image Labeling Dataset (Maggiori et al. 2017), train split",
         licence="research use; see https://project.inria.fr/aerialimagelabeling/ (cite the dataset paper)",
     )
-    sources = (paired_source(i, img, gt, {0: 0, 255: 1}) for i, img, gt in pairs)
+    sources = Sources(pairs, lambda p: integer_mask_source(*p, {0: 0, 255: 1}, "INRIA"))
     return info, sources, split_groups([p[0] for p in pairs], options.get("split", "random"))
