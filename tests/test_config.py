@@ -47,11 +47,16 @@ def test_repository_params_are_valid(base):
     assert params["pretrain"]["networks"]
 
 
-def test_paper_preset_is_valid_if_present():
+def test_paper_preset_is_valid():
     paper = REPO / "config" / "paper.yaml"
-    if not paper.exists():
-        pytest.skip("config/paper.yaml not written yet")
-    load_params(paper, SCHEMA)
+    params = load_params(REPO / "params.yaml", SCHEMA, (paper,))
+    assert params["pretrain"]["epochs"] == 50 and params["pretrain"]["milestones"] == [15, 30, 45]
+    assert params["pretrain"]["base_network"]["arch"] == "linknet"  # shared experiment definition kept
+
+
+@pytest.mark.parametrize("overlay", sorted((REPO / "config").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_overlay_is_valid(overlay):
+    load_params(REPO / "params.yaml", SCHEMA, (overlay,))
 
 
 def test_unknown_key_names_it_and_lists_allowed(base, schema):
@@ -81,9 +86,9 @@ def test_unknown_nested_key_in_network(base, schema):
 
 def test_missing_key_names_it(base, schema):
     params = copy.deepcopy(base)
-    del params["clicks"]["radius"]
+    del params["pretrain"]["base_network"]["radius"]
     message = _error(params, schema)
-    assert "clicks" in message and "radius" in message
+    assert "pretrain.base_network" in message and "radius" in message
 
 
 @pytest.mark.parametrize(
@@ -92,7 +97,7 @@ def test_missing_key_names_it(base, schema):
         ("pretrain.epochs", "ten"),
         ("pretrain.epochs", 2.5),
         ("pretrain.frequency_balancing", "yes"),
-        ("clicks.encoding", "gaussian"),
+        ("pretrain.base_network.encoding", "gaussian"),
         ("evaluation.agent", "random_user"),
         ("tiling.size", 100),  # not a multiple of 32
     ],
@@ -106,7 +111,7 @@ def test_wrong_type_or_value_names_the_key(base, schema, key, value):
     [
         ("split.val_fraction", 1.5),
         ("split.val_fraction", 0),
-        ("clicks.radius", -1),
+        ("pretrain.base_network.radius", -1),
         ("pretrain.click_probability", 1.2),
         ("pretrain.batch_size", 1),
         ("evaluation.disca.ac_drop_probability", -0.1),
@@ -118,10 +123,10 @@ def test_out_of_range_names_the_key(base, schema, key, value):
 
 
 def test_every_violation_is_reported(base, schema):
-    params = _variant(base, "clicks.radius", -1)
+    params = _variant(base, "pretrain.base_network.radius", -1)
     params = _variant(params, "split.val_fraction", 1.5)
     message = _error(params, schema)
-    assert "clicks.radius" in message and "split.val_fraction" in message
+    assert "pretrain.base_network.radius" in message and "split.val_fraction" in message
 
 
 def test_milestones_not_below_epochs(base, schema):
@@ -142,7 +147,7 @@ def test_tiling_overlap_below_size(base, schema, overlap):
 
 def test_valid_variants_pass(base, schema):
     validate_params(_variant(base, "evaluation.patches.max_patches", None), schema)
-    validate_params(_variant(base, "clicks.encoding", "binary"), schema)
+    validate_params(_variant(base, "pretrain.base_network.encoding", "binary"), schema)
     validate_params(_variant(base, "pretrain.milestones", []), schema)
 
 

@@ -49,19 +49,20 @@ def test_short_pretraining_and_clicks_on_dubai(dubai: Path) -> None:
     info = load_info(dubai)
     split = make_split(info.groups, "random", 0.2, seed=0)
     assert (len(split["train"]), len(split["val"])) == (58, 14)
-    train = dict(click_probability=0.7, max_clicks=8, frequency_balancing=True, epochs=2, crops_per_epoch=16,
+    train = dict(click_probability=0.7, max_clicks=8, epochs=2, crops_per_epoch=16,
                  crop_size=128, batch_size=4, lr=0.01, momentum=0.9, weight_decay=5e-4, milestones=[1],
                  gamma=0.1, checkpoint_every=1, mixed_precision=False)
-    clicks = {"encoding": "dt", "radius": 10}
+    network = {"arch": "linknet", "encoder": "resnet18", "encoding": "dt", "radius": 10, "annotation": "per_class",
+               "click_position": "inside", "frequency_balancing": True, "train_fraction": 1.0}
     tiling = {"size": 256, "overlap": 64}
     model, metrics = pretrain_network(
-        dubai, info, {"train": split["train"], "val": split["val"][:2]}, {"arch": "linknet", "encoder": "resnet18"},
-        train, clicks, tiling, seed=0, device=torch.device("cpu"), threads=2, state_path=None,
+        dubai, info, {"train": split["train"], "val": split["val"][:2]}, network,
+        train, tiling, seed=0, device=torch.device("cpu"), threads=2, state_path=None,
     )
     assert 0.0 <= metrics["val_miou"] <= 1.0 and np.isfinite(metrics["final_loss"])
     evaluation = {"agent": "largest_mistake_centre",
                   "disca": {"lr": 2e-6, "steps": 1, "regularisation": 1.0, "ac_drop_probability": 0.2, "window": 128}}
-    cfg = interaction_config("ac", evaluation, clicks, tiling)
+    cfg = interaction_config("ac", evaluation, tiling)
     image, label = read_image(dubai, split["val"][0])[:256, :256], read_label(dubai, split["val"][0])[:256, :256]
     rows = click_protocol(model, image, label, info.class_names, 3, cfg, np.random.default_rng(0))
     assert [r["step"] for r in rows] == [0, 1, 2, 3]

@@ -17,6 +17,7 @@ from dial_core.models.segmenter import (
     segmenter_state,
 )
 from dial_core.training.confidnet import ConfidNetConfig, train_confidnet
+from dial_core.clicks.encoding import ClickEncoder
 from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource
 from dial_core.training.pretrain import PretrainConfig, pretrain
 
@@ -46,7 +47,7 @@ def _source(seed: int = 0, n: int = 3) -> CropSource:
 
 
 def _policy(click_probability: float = 0.7) -> ClickPolicy:
-    return ClickPolicy(click_probability, 5, np.ones(N_CLASSES), "dt", 5.0)
+    return ClickPolicy(click_probability, 5, np.ones(N_CLASSES), ClickEncoder("dt", 5.0, N_CLASSES))
 
 
 def _cfg(**changes) -> PretrainConfig:
@@ -82,11 +83,11 @@ def test_segmenter_input_channels_and_output_shape(model):
             model(torch.rand(1, 3, 64, 64))  # RGB only: the AC network needs the annotation channels
 
 
-def test_spec_without_annotation_channels():
-    spec = NetworkSpec("linknet", "resnet18", 2, annotation_channels=False)
-    assert spec.in_channels == 3
+def test_spec_with_a_single_annotation_channel():
+    spec = NetworkSpec("linknet", "resnet18", 5, annotation="single")
+    assert spec.in_channels == 4 and spec.n_annotation_channels == 1
     with torch.no_grad():
-        assert Segmenter(spec).eval()(torch.rand(1, 3, 32, 32)).shape == (1, 2, 32, 32)
+        assert Segmenter(spec).eval()(torch.rand(1, 4, 32, 32)).shape == (1, 5, 32, 32)
 
 
 def test_forward_features(model):
@@ -174,10 +175,10 @@ def test_truncated_checkpoint(tmp_path):
 
 
 def test_crop_dataset_shapes_and_types():
-    data = ClickCropDataset(_source(), N_CLASSES, 64, 6, _policy(), seed=1, epoch=0)
+    data = ClickCropDataset(_source(), 64, 6, _policy(), seed=1, epoch=0)
     assert len(data) == 6
     for i in range(len(data)):
-        x, y = data[i]
+        x, y, _ = data[i]
         assert x.shape == (3 + N_CLASSES, 64, 64) and x.dtype == torch.float32
         assert y.shape == (64, 64) and y.dtype == torch.long
         assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
@@ -186,25 +187,25 @@ def test_crop_dataset_shapes_and_types():
 
 def test_crop_dataset_deterministic_per_seed_epoch_index():
     source, policy = _source(), _policy()
-    a = ClickCropDataset(source, N_CLASSES, 64, 8, policy, seed=1, epoch=2)
-    b = ClickCropDataset(source, N_CLASSES, 64, 8, policy, seed=1, epoch=2)
+    a = ClickCropDataset(source, 64, 8, policy, seed=1, epoch=2)
+    b = ClickCropDataset(source, 64, 8, policy, seed=1, epoch=2)
     for i in (5, 0, 3):  # any access order
-        xa, ya = a[i]
-        xb, yb = b[i]
+        xa, ya, _ = a[i]
+        xb, yb, _ = b[i]
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    other_epoch = ClickCropDataset(source, N_CLASSES, 64, 8, policy, seed=1, epoch=3)
-    other_seed = ClickCropDataset(source, N_CLASSES, 64, 8, policy, seed=2, epoch=2)
+    other_epoch = ClickCropDataset(source, 64, 8, policy, seed=1, epoch=3)
+    other_seed = ClickCropDataset(source, 64, 8, policy, seed=2, epoch=2)
     assert any(not torch.equal(a[i][0], other_epoch[i][0]) for i in range(8))
     assert any(not torch.equal(a[i][0], other_seed[i][0]) for i in range(8))
 
 
 def test_crop_dataset_click_channels_follow_policy():
     source = _source()
-    never = ClickCropDataset(source, N_CLASSES, 64, 6, _policy(0.0), seed=1, epoch=0)
-    always = ClickCropDataset(source, N_CLASSES, 64, 6, _policy(1.0), seed=1, epoch=0)
+    never = ClickCropDataset(source, 64, 6, _policy(0.0), seed=1, epoch=0)
+    always = ClickCropDataset(source, 64, 6, _policy(1.0), seed=1, epoch=0)
     for i in range(6):
         assert not never[i][0][3:].any()
-        x, y = always[i]
+        x, y, _ = always[i]
         ann = x[3:]
         assert ann.any()
         # every click peak (value 1) lies on a pixel of its own class
@@ -216,7 +217,7 @@ def test_small_images_are_padded_with_ignore():
     rng = np.random.default_rng(0)
     image, label = _scene(rng, size=96)
     source = CropSource.from_arrays([image[:40, :50]], [np.zeros((40, 50), np.uint8)])
-    x, y = ClickCropDataset(source, N_CLASSES, 64, 1, _policy(0.0), seed=0, epoch=0)[0]
+    x, y, _ = ClickCropDataset(source, 64, 1, _policy(0.0), seed=0, epoch=0)[0]
     assert x.shape == (3 + N_CLASSES, 64, 64)
     assert int((y == 255).sum()) == 64 * 64 - 40 * 50
     assert int((y == 0).sum()) == 40 * 50
@@ -274,7 +275,7 @@ def test_resume_of_finished_run_trains_nothing(tmp_path):
 def test_resume_from_other_network_is_refused(tmp_path):
     state = tmp_path / "state.pt"
     pretrain(SPEC, _source(), _policy(), _cfg(epochs=1), CPU, state)
-    other = NetworkSpec("linknet", "resnet18", N_CLASSES, encoder_weights=None, annotation_channels=False)
+    other = NetworkSpec("linknet", "resnet18", N_CLASSES, annotation="single")
     with pytest.raises(CheckpointError, match="another network"):
         pretrain(other, _source(), _policy(), _cfg(epochs=2), CPU, state)
 
@@ -361,7 +362,7 @@ def test_true_class_probability_and_mask():
 
 
 def _fixed_batch(n: int = 8):
-    data = ClickCropDataset(_source(seed=5), N_CLASSES, 64, n, _policy(0.0), seed=99, epoch=0)
+    data = ClickCropDataset(_source(seed=5), 64, n, _policy(0.0), seed=99, epoch=0)
     return torch.stack([data[i][0] for i in range(n)]), torch.stack([data[i][1] for i in range(n)])
 
 

@@ -60,10 +60,11 @@ def model():
     rng = np.random.default_rng(0)
     pairs = [_scene(rng) for _ in range(3)]
     source = CropSource.from_arrays([p[0] for p in pairs], [p[1] for p in pairs])
-    policy = ClickPolicy(0.7, 5, np.ones(N), "dt", 5.0)
+    spec = NetworkSpec("linknet", "resnet18", N, encoding="dt", radius=5.0)
+    policy = ClickPolicy(0.7, 5, np.ones(N), spec.click_encoder())
     cfg = PretrainConfig(epochs=1, crops_per_epoch=8, crop_size=64, batch_size=4, lr=0.01, momentum=0.9,
                          weight_decay=5e-4, milestones=(), gamma=0.1, checkpoint_every=1, seed=0)
-    net, _ = pretrain(NetworkSpec("linknet", "resnet18", N), source, policy, cfg, torch.device("cpu"))
+    net, _ = pretrain(spec, source, policy, cfg, torch.device("cpu"))
     return net
 
 
@@ -73,7 +74,7 @@ def sample():
 
 
 def _cfg(method: str = "ac", steps: int = 2, lr: float = 0.01) -> InteractionConfig:
-    return InteractionConfig(method=method, agent="largest_mistake_centre", encoding="dt", radius=5.0,
+    return InteractionConfig(method=method, agent="largest_mistake_centre",
                              disca=DiscaConfig(lr=lr, steps=steps, regularisation=1.0, ac_drop_probability=0.2),
                              window=WINDOW, overlap=OVERLAP)
 

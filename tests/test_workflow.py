@@ -45,7 +45,7 @@ def _kill_after_first_checkpoint(workdir: Path) -> None:
     """Start the pretraining phase and kill it (SIGKILL, whole process group) once the first
     resumable checkpoint is on disk: what a pre-empted cluster job or a power cut does."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    state = workdir / "data" / "models" / "pretrain" / "synthetic" / "linknet_r18.state.pt"
+    state = workdir / "data" / "models" / "pretrain" / "synthetic" / "linknet.state.pt"
     proc = subprocess.Popen(
         [*SNAKEMAKE, "--directory", str(workdir), "pretrain_all", "--cores", "2", "--resources", "gpu=1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
@@ -77,7 +77,7 @@ def test_demo_dag_produces_report(demo_run: Path) -> None:
         assert path.stat().st_size > 5000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "Click protocol" in (demo_run / "reports" / "summary.md").read_text()
     metrics = json.loads((demo_run / "reports" / "metrics" / "pretrain.json").read_text())
-    assert 0.0 <= metrics["synthetic/linknet_r18"]["val_miou"] <= 1.0
+    assert 0.0 <= metrics["synthetic/linknet"]["val_miou"] <= 1.0
 
 
 @pytest.mark.slow
@@ -104,9 +104,9 @@ def test_second_run_has_nothing_to_do(demo_run: Path) -> None:
 
 @pytest.mark.slow
 def test_killed_training_resumed_from_its_checkpoint(demo_run: Path) -> None:
-    model = demo_run / "data" / "models" / "pretrain" / "synthetic" / "linknet_r18.pt"
-    assert model.exists() and not model.with_name("linknet_r18.state.pt").exists()  # final model supersedes state
-    log = (demo_run / "logs" / "synthetic" / "pretrain_linknet_r18.log").read_text()
+    model = demo_run / "data" / "models" / "pretrain" / "synthetic" / "linknet.pt"
+    assert model.exists() and not model.with_name("linknet.state.pt").exists()  # final model supersedes state
+    log = (demo_run / "logs" / "synthetic" / "pretrain_linknet.log").read_text()
     assert "resuming from" in log and "epoch 4/4" in log
     assert "epoch 1/4" not in log  # the epochs before the kill were not trained again
 
@@ -114,11 +114,11 @@ def test_killed_training_resumed_from_its_checkpoint(demo_run: Path) -> None:
 def test_bad_params_fail_before_any_job(tmp_path: Path) -> None:
     params = tiny_params()
     params["pretrain"]["epoch"] = 3
-    params["clicks"]["radius"] = -1
+    params["pretrain"]["base_network"]["radius"] = -1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = run_snakemake(tmp_path, "--cores", "1")
     assert result.returncode != 0
-    assert "pretrain.epoch" in result.stderr and "clicks.radius" in result.stderr
+    assert "pretrain.epoch" in result.stderr and "pretrain.base_network.radius" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data").exists()
 
@@ -141,3 +141,25 @@ def test_dvc_stages_match_snakemake_and_params() -> None:
         for dep in stage.get("deps", []):
             if "${" not in dep and not dep.startswith(("data/", "reports/")):
                 assert (ROOT / dep).exists(), f"stage {name}: dependency {dep} does not exist"
+
+
+def test_paper_preset_dry_run_lists_the_whole_study_grid(tmp_path: Path) -> None:
+    """`snakemake -n` with the paper preset plans every study network, its AC evaluation and the report."""
+    from dial_core.config import load_params
+    from dial_core.studies import expand_networks
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    paper = ROOT / "config" / "paper.yaml"
+    result = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"), str(paper))
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = {}
+    for line in (result.stdout + result.stderr).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts.setdefault(parts[0], int(parts[1]))
+    params = load_params(ROOT / "params.yaml", ROOT / "workflow/schemas/params.schema.yaml", (paper,))
+    networks, entries = expand_networks(params["pretrain"])
+    main = len(params["pretrain"]["networks"])
+    assert counts["pretrain"] == len(networks) > 10
+    assert counts["evaluate_clicks"] == main * len(params["evaluation"]["clicks"]["methods"]) + len(networks) - main
+    assert counts["report_studies"] == 1 and counts["prepare_dataset"] == 1

@@ -49,6 +49,15 @@ def _check_consistency(params: dict, source: str) -> None:
     pre = params["pretrain"]
     if any(m >= pre["epochs"] for m in pre["milestones"]):
         raise ConfigError(f"{source}: pretrain.milestones {pre['milestones']} must all be < pretrain.epochs ({pre['epochs']})")
+    unknown = sorted(set(params["transfer"]["networks"]) - set(pre["networks"]))
+    if unknown:
+        raise ConfigError(f"{source}: transfer.networks {unknown} are not in pretrain.networks ({', '.join(pre['networks'])})")
+    names = [params["dataset"]["name"], *(t["name"] for t in params["transfer"]["targets"])]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{source}: dataset names must differ (dataset.name and transfer.targets[*].name: {names})")
+    for index, target in enumerate(params["transfer"]["targets"]):
+        if target["adapter"] not in target:
+            raise ConfigError(f"{source}: transfer.targets[{index}] uses adapter {target['adapter']} but has no {target['adapter']} section")
     tiling = params["tiling"]
     if tiling["overlap"] >= tiling["size"]:
         raise ConfigError(f"{source}: tiling.overlap ({tiling['overlap']}) must be < tiling.size ({tiling['size']})")
@@ -58,9 +67,7 @@ def load_schema(path: str | Path) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def load_params(path: str | Path, schema_path: str | Path) -> dict:
-    """Read and validate a params file (what the Snakefile does via ``configfile:``)."""
-    path = Path(path)
+def _read_yaml(path: Path) -> dict:
     try:
         params = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -69,5 +76,23 @@ def load_params(path: str | Path, schema_path: str | Path) -> dict:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(params, dict):
         raise ConfigError(f"{path} must hold a mapping of parameters")
-    validate_params(params, load_schema(schema_path), str(path))
+    return params
+
+
+def deep_merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` on top of ``base``, mapping by mapping (how Snakemake merges --configfile)."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def load_params(path: str | Path, schema_path: str | Path, overlays: tuple[str | Path, ...] = ()) -> dict:
+    """Read a params file, overlay the given files in order, and validate the result (what the
+    Snakefile does with ``configfile:`` and ``--configfile``)."""
+    params = _read_yaml(Path(path))
+    for overlay in overlays:
+        params = deep_merge(params, _read_yaml(Path(overlay)))
+    source = " + ".join(str(p) for p in (path, *overlays))
+    validate_params(params, load_schema(schema_path), source)
     return params

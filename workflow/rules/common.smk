@@ -7,13 +7,20 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works before `pip ins
 
 from dial_core.cli import exit_on_config_error
 from dial_core.config import load_schema, validate_params
+from dial_core.studies import expand_networks
 
 with exit_on_config_error():
     validate_params(config, load_schema(Path(workflow.basedir) / "workflow/schemas/params.schema.yaml"))
 
-DATASET = config["dataset"]["name"]
-ADAPTER = config["dataset"]["adapter"]
-NETWORKS = list(config["pretrain"]["networks"])
+DATASET = config["dataset"]["name"]  # the dataset networks are trained (and mainly evaluated) on
+TRANSFER = config["transfer"]
+# every dataset the run prepares: the main one and the transfer targets (domain adaptation)
+DATASETS = {DATASET: config["dataset"], **{d["name"]: d for d in TRANSFER["targets"]}}
+TRANSFER_TARGETS = [d["name"] for d in TRANSFER["targets"]]
+with exit_on_config_error():
+    ALL_NETWORKS, STUDY_ENTRIES = expand_networks(config["pretrain"])
+NETWORKS = list(config["pretrain"]["networks"])  # main experiments: every protocol
+STUDY_NETWORKS = sorted({e.network for e in STUDY_ENTRIES} - set(NETWORKS))  # AC clicks only
 CLICK_METHODS = config["evaluation"]["clicks"]["methods"]
 PATCH_METHODS = config["evaluation"]["patches"]["methods"]
 ACQUISITIONS = config["evaluation"]["patches"]["acquisitions"]
@@ -25,6 +32,7 @@ MODELS = "data/models"
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
+    source="[A-Za-z0-9_-]+",
     network="[A-Za-z0-9_-]+",
     method="ac|disca",
     acquisition="entropy|confidnet|random",
@@ -42,37 +50,51 @@ def code(*packages):
     return [os.path.relpath(f) for f in files]
 
 
-def adapter_options():
-    """The selected adapter's options; raw files default to data/raw/<dataset>."""
-    options = dict(config["dataset"].get(ADAPTER, {}))
-    if ADAPTER == "synthetic":
+def adapter_name(wildcards):
+    return DATASETS[wildcards.dataset]["adapter"]
+
+
+def adapter_options(wildcards):
+    """The adapter options of the dataset being prepared; raw files default to data/raw/<dataset>."""
+    definition = DATASETS[wildcards.dataset]
+    adapter = definition["adapter"]
+    options = dict(definition.get(adapter, {}))
+    if adapter == "synthetic":
         options["seed"] = config["seed"]
     else:
         if not options.get("path"):
-            options["path"] = f"data/raw/{DATASET}"
-        if ADAPTER in ("inria", "airs", "potsdam") and not options.get("extract_dir"):
-            options["extract_dir"] = f"data/interim/{DATASET}"  # keeps the raw downloads untouched
+            options["path"] = f"data/raw/{wildcards.dataset}"
+        if adapter in ("inria", "airs", "potsdam") and not options.get("extract_dir"):
+            options["extract_dir"] = f"data/interim/{wildcards.dataset}"  # keeps the raw downloads untouched
     return options
 
 
-def _downloads():
-    return {d["file"]: d for d in config["dataset"].get(ADAPTER, {}).get("downloads", [])}
+def _downloads(dataset):
+    definition = DATASETS[dataset]
+    return {d["file"]: d for d in definition.get(definition["adapter"], {}).get("downloads", [])}
 
 
 def raw_downloads(wildcards):
     """Files the download rule fetches before the adapter runs (INRIA parts, an AIRS zip ...)."""
-    return [f"data/raw/{wildcards.dataset}/{name}" for name in _downloads()]
+    return [f"data/raw/{wildcards.dataset}/{name}" for name in _downloads(wildcards.dataset)]
 
 
 def download_param(key):
     def lookup(wildcards):
-        return _downloads()[wildcards.file].get(key)
+        return _downloads(wildcards.dataset)[wildcards.file].get(key)
 
     return lookup
 
 
 def network_params(wildcards):
-    return config["pretrain"]["networks"][wildcards.network]
+    return ALL_NETWORKS[wildcards.network]
+
+
+def click_tables():
+    """Click-protocol tables: every method for the main networks, AC for the study networks."""
+    main = expand("reports/tables/clicks/{dataset}/{network}/{method}.csv", dataset=DATASET, network=NETWORKS, method=CLICK_METHODS)
+    study = expand("reports/tables/clicks/{dataset}/{network}/ac.csv", dataset=DATASET, network=STUDY_NETWORKS)
+    return main + study
 
 
 def confidnet_input(wildcards):
@@ -80,3 +102,10 @@ def confidnet_input(wildcards):
     if wildcards.acquisition != "confidnet":
         return []
     return f"{MODELS}/confidnet/{wildcards.dataset}/{wildcards.network}.pt"
+
+
+def transfer_tables():
+    return expand(
+        "reports/tables/transfer/{source}/{dataset}/{network}/{method}.csv",
+        source=DATASET, dataset=TRANSFER_TARGETS, network=TRANSFER["networks"], method=TRANSFER["methods"],
+    )

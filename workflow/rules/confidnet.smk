@@ -13,7 +13,6 @@ rule confidnet:
     params:
         confidnet=config["confidnet"],
         train=config["pretrain"],
-        clicks=config["clicks"],
         seed=config["seed"],
     log:
         "logs/{dataset}/confidnet_{network}.log",

@@ -27,8 +27,8 @@ rule prepare_dataset:
         raw=raw_downloads,
         code=code("data", "data/adapters"),
     params:
-        adapter=ADAPTER,
-        options=adapter_options(),
+        adapter=adapter_name,
+        options=adapter_options,
     log:
         "logs/{dataset}/prepare.log",
     threads: 1
@@ -78,4 +78,4 @@ rule tile:
 
 rule data_all:
     input:
-        expand(f"{PROCESSED}/{{name}}", dataset=DATASET, name=["dataset.json", "split.json", "tiles.csv"]),
+        expand(f"{PROCESSED}/{{name}}", dataset=list(DATASETS), name=["dataset.json", "split.json", "tiles.csv"]),

@@ -11,7 +11,6 @@ rule evaluate_clicks:
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
     params:
         evaluation=config["evaluation"],
-        clicks=config["clicks"],
         tiling=config["tiling"],
         seed=config["seed"],
     log:
@@ -37,7 +36,6 @@ rule evaluate_patches:
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
     params:
         evaluation=config["evaluation"],
-        clicks=config["clicks"],
         tiling=config["tiling"],
         seed=config["seed"],
     log:
@@ -54,5 +52,32 @@ rule evaluate_patches:
 
 rule evaluate_all:
     input:
-        expand("reports/tables/clicks/{dataset}/{network}/{method}.csv", dataset=DATASET, network=NETWORKS, method=CLICK_METHODS),
+        click_tables(),
+        transfer_tables(),
         expand("reports/tables/patches/{dataset}/{network}/{method}_{acquisition}.csv", dataset=DATASET, network=NETWORKS, method=PATCH_METHODS, acquisition=ACQUISITIONS),
+
+
+rule evaluate_transfer:
+    """Domain adaptation: a network trained on {source}, clicked on the validation images of {dataset}."""
+    output:
+        "reports/tables/transfer/{source}/{dataset}/{network}/{method}.csv",
+    input:
+        info=f"{PROCESSED}/dataset.json",
+        split=f"{PROCESSED}/split.json",
+        source_info="data/processed/{source}/dataset.json",
+        model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+    params:
+        evaluation=config["evaluation"],
+        tiling=config["tiling"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/transfer_{source}_{network}_{method}.log",
+    benchmark:
+        "benchmarks/runs/{dataset}/transfer_{source}_{network}_{method}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    script:
+        "../scripts/evaluate_transfer.py"

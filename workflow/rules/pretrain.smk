@@ -8,11 +8,10 @@ rule pretrain:
     input:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
-        code=code("clicks", "data", "models", "training", "evaluation/validation", "interactive/inference", "torchvision_compat"),
+        code=code("clicks", "data", "models", "training", "evaluation/validation", "interactive/inference", "torchvision_compat", "steps", "studies"),
     params:
         network=network_params,
-        train={k: v for k, v in config["pretrain"].items() if k != "networks"},
-        clicks=config["clicks"],
+        train={k: v for k, v in config["pretrain"].items() if k not in ("base_network", "networks", "studies")},
         tiling=config["tiling"],
         seed=config["seed"],
         # resumable state beside the model; not an output, so a failed job keeps it
@@ -33,7 +32,7 @@ rule pretrain_metrics:
     output:
         "reports/metrics/pretrain.json",
     input:
-        expand("reports/metrics/pretrain/{dataset}/{network}.json", dataset=DATASET, network=NETWORKS),
+        expand("reports/metrics/pretrain/{dataset}/{network}.json", dataset=DATASET, network=list(ALL_NETWORKS)),
     log:
         "logs/pretrain_metrics.log",
     threads: 1
@@ -43,5 +42,5 @@ rule pretrain_metrics:
 
 rule pretrain_all:
     input:
-        expand(f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt", dataset=DATASET, network=NETWORKS),
+        expand(f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt", dataset=DATASET, network=list(ALL_NETWORKS)),
         "reports/metrics/pretrain.json",

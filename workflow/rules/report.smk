@@ -5,7 +5,7 @@ rule combine_clicks:
     output:
         "reports/tables/clicks.csv",
     input:
-        expand("reports/tables/clicks/{dataset}/{network}/{method}.csv", dataset=DATASET, network=NETWORKS, method=CLICK_METHODS),
+        click_tables(),
     log:
         "logs/combine_clicks.log",
     threads: 1
@@ -38,6 +38,7 @@ rule report:
         code=code("report", "evaluation/metrics"),
     params:
         noc_thresholds=config["report"]["noc_thresholds"],
+        main_networks=NETWORKS,
     log:
         "logs/report.log",
     threads: 1
@@ -49,3 +50,53 @@ rule report_all:
     input:
         rules.report.output,
         rules.confidnet_all.input,
+        ["reports/figures/studies.png", "reports/tables/studies.csv"] if STUDY_ENTRIES else [],
+        ["reports/figures/transfer.png", "reports/tables/transfer_summary.csv"] if transfer_tables() else [],
+
+
+rule report_studies:
+    output:
+        figure="reports/figures/studies.png",
+        table="reports/tables/studies.csv",
+    input:
+        clicks="reports/tables/clicks.csv",
+        pretrain="reports/metrics/pretrain.json",
+        code=code("report"),
+    params:
+        entries=[vars(e) for e in STUDY_ENTRIES],
+        dataset=DATASET,
+    log:
+        "logs/report_studies.log",
+    threads: 1
+    script:
+        "../scripts/report_studies.py"
+
+
+rule combine_transfer:
+    output:
+        "reports/tables/transfer.csv",
+    input:
+        transfer_tables(),
+    log:
+        "logs/combine_transfer.log",
+    threads: 1
+    script:
+        "../scripts/combine_tables.py"
+
+
+rule report_transfer:
+    output:
+        figure="reports/figures/transfer.png",
+        table="reports/tables/transfer_summary.csv",
+    input:
+        transfer="reports/tables/transfer.csv",
+        clicks="reports/tables/clicks.csv",
+        code=code("report", "evaluation/metrics"),
+    params:
+        noc_thresholds=config["report"]["noc_thresholds"],
+        networks=TRANSFER["networks"],
+    log:
+        "logs/report_transfer.log",
+    threads: 1
+    script:
+        "../scripts/report_transfer.py"

@@ -18,7 +18,7 @@ def main() -> None:
     start = time.perf_counter()
     segmenter = segmenter_from_state(load_checkpoint(sm.input.segmenter))
     head, metrics = train_confidnet_step(
-        root, load_info(root), split, segmenter, sm.params.confidnet, sm.params.train, sm.params.clicks,
+        root, load_info(root), split, segmenter, sm.params.confidnet, sm.params.train,
         sm.params.seed, pick_device(), sm.threads,
     )
     save_checkpoint(sm.output.model, {"in_channels": head.in_channels, "state_dict": head.state_dict()})

@@ -18,7 +18,7 @@ def main() -> None:
     val_ids = json.loads(Path(sm.input.split).read_text())["val"]
     device = pick_device()
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(device)
-    common = dict(evaluation=sm.params.evaluation, clicks=sm.params.clicks, tiling=sm.params.tiling,
+    common = dict(evaluation=sm.params.evaluation, tiling=sm.params.tiling,
                   seed=sm.params.seed, network=sm.wildcards.network)
     if "acquisition" in sm.wildcards.keys():
         confidnet = confidnet_from_state(load_checkpoint(sm.input.confidnet)).to(device) if sm.input.confidnet else None

@@ -17,7 +17,7 @@ def main() -> None:
     split = json.loads(Path(sm.input.split).read_text())
     start = time.perf_counter()
     model, metrics = pretrain_network(
-        root, load_info(root), split, sm.params.network, sm.params.train, sm.params.clicks, sm.params.tiling,
+        root, load_info(root), split, sm.params.network, sm.params.train, sm.params.tiling,
         sm.params.seed, pick_device(), sm.threads, Path(sm.params.state),
     )
     save_checkpoint(sm.output.model, segmenter_state(model))

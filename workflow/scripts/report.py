@@ -14,6 +14,7 @@ from dial_core.report.markdown import summary_markdown
 def main() -> None:
     sm = snakemake  # noqa: F821 (injected by Snakemake)
     clicks, patches = pd.read_csv(sm.input.clicks), pd.read_csv(sm.input.patches)
+    clicks = clicks[clicks["model"].isin(sm.params.main_networks)]  # study networks: report_studies
     for figure, path in ((miou_vs_clicks(clicks), sm.output.clicks_figure), (miou_vs_patches(patches), sm.output.patches_figure)):
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=120, format="png")

@@ -17,7 +17,6 @@ import torch
 
 from dial_core.active.acquisition import confidnet_uncertainty, entropy_map, patch_scores, random_order, uncertainty_order
 from dial_core.clicks.agents import next_click
-from dial_core.clicks.encoding import encode_clicks
 from dial_core.clicks.types import Click
 from dial_core.data.tiling import tile_windows
 from dial_core.evaluation.metrics import segmentation_scores
@@ -30,12 +29,11 @@ METHODS = ("ac", "disca")
 
 @dataclass(frozen=True)
 class InteractionConfig:
-    """How clicks are made and used, shared by both protocols."""
+    """How clicks are made and used, shared by both protocols. How clicks are *encoded* comes from
+    the network itself (:meth:`NetworkSpec.click_encoder`), as it was trained to read them."""
 
     method: str  # "ac" or "disca"
     agent: str
-    encoding: str
-    radius: float
     disca: DiscaConfig
     window: int = 512  # inference window (the tiles.csv size)
     overlap: int = 128
@@ -67,17 +65,32 @@ def _window_around(click: Click, shape: tuple[int, int], size: int) -> tuple[int
     return r, c, h, w
 
 
-def _adapt(model: Segmenter, image: np.ndarray, clicks: list[Click], p0: np.ndarray, window: tuple[int, int, int, int], cfg: InteractionConfig, rng: np.random.Generator) -> None:
+@dataclass
+class _Scene:
+    """One image under evaluation: what context encodings (GF, C-PM, C-GT) may look at."""
+
+    image: np.ndarray
+    label: np.ndarray
+    initial: np.ndarray  # prediction before any click (C-PM encodes against it)
+
+    def channels(self, model: Segmenter, clicks: Sequence[Click], window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        r, c, h, w = window or (0, 0, *self.label.shape)
+        local = [k.shifted(r, c) for k in clicks]
+        crop = (slice(r, r + h), slice(c, c + w))
+        return model.spec.click_encoder()(
+            local, (h, w), image=self.image[crop], prediction=self.initial[crop], label=self.label[crop]
+        )
+
+
+def _adapt(model: Segmenter, scene: _Scene, clicks: list[Click], p0: np.ndarray, window: tuple[int, int, int, int], cfg: InteractionConfig, rng: np.random.Generator) -> None:
     """DISCA steps on one window holding the latest click, with every click inside that window."""
     r, c, h, w = window
-    n = model.spec.n_classes
-    local = [k.shifted(r, c) for k in clicks]
-    channels = encode_clicks(local, (h, w), n, cfg.encoding, cfg.radius)
+    channels = scene.channels(model, clicks, window)
     device = next(model.parameters()).device
-    x = network_input(image[r : r + h, c : c + w], channels, n).to(device)
+    x = network_input(scene.image[r : r + h, c : c + w], channels, model.spec.n_annotation_channels).to(device)
     target = torch.from_numpy(p0[:, r : r + h, c : c + w]).to(device)
     with torch.enable_grad():
-        disca_adapt(model, x, local, target, cfg.disca, rng)
+        disca_adapt(model, x, [k.shifted(r, c) for k in clicks], target, cfg.disca, rng)
 
 
 def click_protocol(
@@ -95,10 +108,10 @@ def click_protocol(
     """
     if cfg.method == "disca":
         model = copy.deepcopy(model)
-    n = model.spec.n_classes
     start = time.perf_counter()
     probs0, _ = predict_probs(model, image, None, cfg.window, cfg.overlap)
     prediction = probs0.argmax(0)
+    scene = _Scene(image, label, prediction)
     rows = [_row(0, label, prediction, class_names, -1, time.perf_counter() - start, None)]
     correct0 = rows[0]["correct_pixels"]
     clicks: list[Click] = []
@@ -108,9 +121,8 @@ def click_protocol(
         if click is not None:
             clicks.append(click)
             if cfg.method == "disca":
-                _adapt(model, image, clicks, probs0, _window_around(click, label.shape, cfg.disca_window), cfg, rng)
-            channels = encode_clicks(clicks, label.shape, n, cfg.encoding, cfg.radius)
-            probs, _ = predict_probs(model, image, channels, cfg.window, cfg.overlap)
+                _adapt(model, scene, clicks, probs0, _window_around(click, label.shape, cfg.disca_window), cfg, rng)
+            probs, _ = predict_probs(model, image, scene.channels(model, clicks), cfg.window, cfg.overlap)
             prediction = probs.argmax(0)
         rows.append(_row(step, label, prediction, class_names, correct0, time.perf_counter() - start, click))
     return rows
@@ -126,15 +138,15 @@ def _uncertainty(acquisition: str, probs: np.ndarray, confidence: np.ndarray | N
     raise ValueError(f"unknown acquisition {acquisition!r}")
 
 
-def _repredict_patch(model: Segmenter, image: np.ndarray, clicks: list[Click], patch: tuple[int, int, int, int], prediction: np.ndarray, cfg: InteractionConfig) -> None:
+def _repredict_patch(model: Segmenter, scene: _Scene, clicks: list[Click], patch: tuple[int, int, int, int], prediction: np.ndarray, cfg: InteractionConfig) -> None:
     """AC on one patch: predict the inference window centred on it (context, as in whole-image
     inference) with the clicks inside that window, and replace the prediction on the patch only."""
     r, c, h, w = patch
     centre = Click(r + h // 2, c + w // 2, 0)
-    cr, cc, ch, cw = _window_around(centre, prediction.shape, max(cfg.window, h, w))
-    local = [k.shifted(cr, cc) for k in clicks]
-    channels = encode_clicks(local, (ch, cw), model.spec.n_classes, cfg.encoding, cfg.radius)
-    probs, _ = predict_probs(model, image[cr : cr + ch, cc : cc + cw], channels, cfg.window, cfg.overlap)
+    context = _window_around(centre, prediction.shape, max(cfg.window, h, w))
+    cr, cc, ch, cw = context
+    channels = scene.channels(model, clicks, context)
+    probs, _ = predict_probs(model, scene.image[cr : cr + ch, cc : cc + cw], channels, cfg.window, cfg.overlap)
     prediction[r : r + h, c : c + w] = probs[:, r - cr : r - cr + h, c - cc : c - cc + w].argmax(0)
 
 
@@ -159,11 +171,11 @@ def patch_protocol(
         raise ValueError("the confidnet acquisition needs a trained ConfidNet")
     if cfg.method == "disca":
         model = copy.deepcopy(model)
-    n = model.spec.n_classes
     use_conf = confidnet if acquisition == "confidnet" else None
     start = time.perf_counter()
     probs0, confidence = predict_probs(model, image, None, cfg.window, cfg.overlap, use_conf)
     prediction = probs0.argmax(0)
+    scene = _Scene(image, label, prediction.copy())
     windows = tile_windows(*label.shape, patch_size, 0)
     uncertainty = _uncertainty(acquisition, probs0, confidence)
     order = random_order(len(windows), rng) if uncertainty is None else uncertainty_order(patch_scores(uncertainty, windows))
@@ -183,11 +195,10 @@ def patch_protocol(
         if click is not None:
             clicks.append(click)
             if cfg.method == "ac":
-                _repredict_patch(model, image, clicks, windows[index], prediction, cfg)
+                _repredict_patch(model, scene, clicks, windows[index], prediction, cfg)
             else:
-                _adapt(model, image, clicks, probs0, windows[index], cfg, rng)
-                channels = encode_clicks(clicks, label.shape, n, cfg.encoding, cfg.radius)
-                probs, confidence = predict_probs(model, image, channels, cfg.window, cfg.overlap, use_conf)
+                _adapt(model, scene, clicks, probs0, windows[index], cfg, rng)
+                probs, confidence = predict_probs(model, image, scene.channels(model, clicks), cfg.window, cfg.overlap, use_conf)
                 prediction = probs.argmax(0)
                 uncertainty = _uncertainty(acquisition, probs, confidence)
                 if uncertainty is not None:

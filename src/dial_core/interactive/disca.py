@@ -56,13 +56,12 @@ def disca_adapt(
         return 0.0
     model.eval()  # frozen batch-norm statistics
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    n = model.spec.n_classes
     loss = torch.tensor(0.0)
     for _ in range(cfg.steps):
         inputs = x
         if rng.random() < cfg.ac_drop_probability:
             inputs = x.clone()
-            inputs[3 : 3 + n] = 0
+            inputs[3:] = 0  # every annotation channel
         logits, _ = forward_window(model, inputs)
         loss = disca_loss(logits, inside, p0, cfg.regularisation)
         opt.zero_grad(set_to_none=True)

@@ -44,7 +44,7 @@ def predict_probs(
     model.eval()
     device = next(model.parameters()).device
     n = model.spec.n_classes
-    x = network_input(image, annotations, n).to(device)
+    x = network_input(image, annotations, model.spec.n_annotation_channels).to(device)
     height, width = image.shape[:2]
     probs = torch.zeros((n, height, width), device=device)
     conf = torch.zeros((height, width), device=device) if confidnet is not None else None

@@ -11,6 +11,7 @@ from torch import nn
 
 import dial_core.models  # noqa: F401  (torchvision compatibility before smp)
 import segmentation_models_pytorch as smp
+from dial_core.clicks.encoding import ClickEncoder
 from dial_core.errors import ConfigError
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -30,17 +31,27 @@ SIZE_MULTIPLE = 32
 
 @dataclass(frozen=True)
 class NetworkSpec:
-    """What defines a network's shape; stored in every checkpoint to rebuild it."""
+    """What defines a network and how it reads clicks; stored in every checkpoint to rebuild it,
+    so evaluation always encodes clicks the way the network was trained to read them."""
 
     arch: str
     encoder: str
     n_classes: int
-    annotation_channels: bool = True
+    annotation: str = "per_class"  # or "single": DISIR's one-channel variants
+    encoding: str = "dt"
+    radius: float = 10.0
     encoder_weights: str | None = None
 
     @property
+    def n_annotation_channels(self) -> int:
+        return self.click_encoder().n_channels
+
+    @property
     def in_channels(self) -> int:
-        return 3 + (self.n_classes if self.annotation_channels else 0)
+        return 3 + self.n_annotation_channels
+
+    def click_encoder(self) -> ClickEncoder:
+        return ClickEncoder(self.encoding, self.radius, self.n_classes, self.annotation)
 
 
 class Segmenter(nn.Module):
@@ -87,11 +98,11 @@ def spec_to_dict(spec: NetworkSpec) -> dict:
     return asdict(spec)
 
 
-def network_input(image: np.ndarray, annotations: np.ndarray | None, n_classes: int) -> torch.Tensor:
-    """(3 + N, H, W) float tensor: RGB scaled to [0, 1] (no mean/std, as DISIR) + annotation channels."""
+def network_input(image: np.ndarray, annotations: np.ndarray | None, n_channels: int) -> torch.Tensor:
+    """(3 + n_channels, H, W) float tensor: RGB scaled to [0, 1] (no mean/std, as DISIR) + annotation channels."""
     rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float() / 255.0
     if annotations is None:
-        annotations = np.zeros((n_classes, *image.shape[:2]), dtype=np.float32)
+        annotations = np.zeros((n_channels, *image.shape[:2]), dtype=np.float32)
     return torch.cat([rgb, torch.from_numpy(np.ascontiguousarray(annotations, dtype=np.float32))])
 
 

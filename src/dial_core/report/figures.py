@@ -49,3 +49,10 @@ def miou_vs_patches(frame: pd.DataFrame) -> plt.Figure:
     """DIAL Fig. 3 / 4: mIoU against annotated patches, one line per acquisition function."""
     style = "method" if frame["method"].nunique() > 1 else None
     return _curves(frame, "acquisition", style, "annotated patches (one click each)", "mIoU vs annotated patches")
+
+
+def miou_vs_clicks_by_domain(frame: pd.DataFrame) -> plt.Figure:
+    """DISCA's domain adaptation figure: mIoU vs clicks per method, on the training domain and on others."""
+    data = frame.copy()
+    data["curve"] = data["method"] + ", " + data["domain"]
+    return _curves(data, "curve", None, "clicks per image", "mIoU vs clicks across domains")

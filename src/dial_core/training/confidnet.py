@@ -12,7 +12,7 @@ from tqdm import tqdm
 from dial_core.errors import TrainingError
 from dial_core.models.confidnet import ConfidNet, true_class_probability
 from dial_core.models.segmenter import Segmenter
-from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource
+from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource, annotate_with_prediction
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,16 @@ def train_confidnet(
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
     losses = []
     for epoch in range(cfg.epochs):
-        data = ClickCropDataset(source, segmenter.spec.n_classes, cfg.crop_size, cfg.crops_per_epoch, policy, cfg.seed + 1, epoch)
+        data = ClickCropDataset(source, cfg.crop_size, cfg.crops_per_epoch, policy, cfg.seed + 1, epoch)
         loader = DataLoader(data, batch_size=cfg.batch_size, num_workers=cfg.workers)
         head.train()
         total, count = 0.0, 0
-        for x, y in tqdm(loader, desc=f"confidnet epoch {epoch + 1}", leave=False, mininterval=5):
+        for x, y, indices in tqdm(loader, desc=f"confidnet epoch {epoch + 1}", leave=False, mininterval=5):
             if bool((y == 255).all()):
                 continue  # no labelled pixel, no target
             x, y = x.to(device), y.to(device)
+            if policy.needs_prediction:
+                x = annotate_with_prediction(segmenter, x, y, indices, policy, cfg.seed + 1, epoch)
             with torch.no_grad():
                 logits, features = segmenter.forward_features(x)
                 tcp, valid = true_class_probability(logits, y)

@@ -2,6 +2,8 @@
 
 Each item draws from its own ``numpy`` generator seeded by (seed, epoch, index), so a batch does
 not depend on worker count or on whether training was resumed (resume equivalence).
+Clicks that depend on the network's current prediction (C-PM encoding, mistake positions) are
+added to the batch after a first inference by :func:`annotate_with_prediction`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dial_core.clicks.encoding import encode_clicks
+from dial_core.clicks.encoding import ClickEncoder
 from dial_core.clicks.sampling import sample_training_clicks
 from dial_core.models.segmenter import network_input
 
@@ -38,13 +40,26 @@ class CropSource:
 
 @dataclass(frozen=True)
 class ClickPolicy:
-    """DISIR's training clicks: P(clicks) and 1..max per crop, balanced by class weights."""
+    """DISIR's training clicks: P(clicks), 1..max per crop, balanced by class weights, placed at
+    ``position`` (inside / border / mistake) and encoded by ``encoder``."""
 
     click_probability: float
     max_clicks: int
     class_weights: np.ndarray
-    encoding: str
-    radius: float
+    encoder: ClickEncoder
+    position: str = "inside"
+
+    @property
+    def needs_prediction(self) -> bool:
+        return self.encoder.needs_prediction or self.position == "mistake"
+
+    def clicks_for(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator, prediction: np.ndarray | None = None) -> np.ndarray:
+        """Annotation channels of one crop."""
+        clicks = sample_training_clicks(
+            label, self.class_weights, rng, self.click_probability, self.max_clicks,
+            position=self.position, prediction=prediction,
+        )
+        return self.encoder(clicks, label.shape, image=image, prediction=prediction, label=label)
 
 
 def random_crop(source: CropSource, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -69,24 +84,45 @@ def flip(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tupl
 
 
 class ClickCropDataset(Dataset):
-    """``length`` random crops (one epoch) with flips and sampled clicks, as network tensors."""
+    """``length`` random crops (one epoch) with flips and sampled clicks: (x, y, index) items."""
 
-    def __init__(self, source: CropSource, n_classes: int, crop_size: int, length: int, policy: ClickPolicy, seed: int, epoch: int):
-        self.source, self.n_classes, self.crop_size = source, n_classes, crop_size
-        self.length, self.policy, self.seed, self.epoch = length, policy, seed, epoch
+    def __init__(self, source: CropSource, crop_size: int, length: int, policy: ClickPolicy, seed: int, epoch: int):
+        self.source, self.crop_size, self.length = source, crop_size, length
+        self.policy, self.seed, self.epoch = policy, seed, epoch
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, label = flip(*random_crop(self.source, self.crop_size, rng), rng)
-        clicks = sample_training_clicks(
-            label, self.policy.class_weights, rng, self.policy.click_probability, self.policy.max_clicks
-        )
-        channels = encode_clicks(clicks, label.shape, self.n_classes, self.policy.encoding, self.policy.radius)
-        x = network_input(np.ascontiguousarray(image), channels, self.n_classes)
-        return x, torch.from_numpy(np.ascontiguousarray(label)).long()
+        image, label = np.ascontiguousarray(image), np.ascontiguousarray(label)
+        # prediction-dependent clicks come later (annotate_with_prediction); channels stay zero here
+        channels = None if self.policy.needs_prediction else self.policy.clicks_for(image, label, rng)
+        x = network_input(image, channels, self.policy.encoder.n_channels)
+        return x, torch.from_numpy(label).long(), index
+
+
+def annotate_with_prediction(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor, policy: ClickPolicy, seed: int, epoch: int) -> torch.Tensor:
+    """Fill the annotation channels of a batch from clicks that need the current prediction.
+
+    The first inference runs without clicks and in eval mode, so batch-norm statistics are not
+    updated by it; each crop's clicks come from its own generator (seed, epoch, index, 1).
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        prediction = model(x).argmax(1).cpu().numpy()
+    model.train(was_training)
+    rgb = (x[:, :3] * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    labels = y.cpu().numpy()
+    channels = np.stack([
+        policy.clicks_for(rgb[b], labels[b], np.random.default_rng([seed, epoch, int(indices[b]), 1]), prediction[b])
+        for b in range(len(x))
+    ])
+    x = x.clone()
+    x[:, 3:] = torch.from_numpy(channels).to(x.device)
+    return x
 
 
 def raster_crop_source(root, image_ids: Sequence[str]) -> CropSource:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from dial_core.errors import CheckpointError, TrainingError
 from dial_core.models.checkpoint import load_checkpoint, save_checkpoint
 from dial_core.models.segmenter import NetworkSpec, Segmenter, spec_to_dict
-from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource
+from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource, annotate_with_prediction
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +60,16 @@ def _resume(state_path: Path | None, spec: NetworkSpec, model: nn.Module, opt, s
     return int(state["epoch"])
 
 
-def train_epoch(model: nn.Module, loader: DataLoader, opt, device: torch.device, scaler, epoch: int) -> float:
+def train_epoch(model: nn.Module, loader: DataLoader, opt, device: torch.device, scaler, epoch: int, policy: ClickPolicy, seed: int) -> float:
     model.train()
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
     total, count = 0.0, 0
-    for x, y in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, mininterval=5):
+    for x, y, indices in tqdm(loader, desc=f"epoch {epoch + 1}", leave=False, mininterval=5):
         if bool((y == 255).all()):
             continue  # nothing labelled in these crops (large ignore areas): no gradient to take
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if policy.needs_prediction:
+            x = annotate_with_prediction(model, x, y, indices, policy, seed, epoch)
         with torch.autocast(device.type, enabled=scaler.is_enabled()):
             loss = loss_fn(model(x), y)
         if not torch.isfinite(loss):
@@ -105,12 +107,12 @@ def pretrain(
     losses: list[float] = []
     for epoch in range(start, cfg.epochs):
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # per-epoch: resume gives identical draws
-        data = ClickCropDataset(source, spec.n_classes, cfg.crop_size, cfg.crops_per_epoch, policy, cfg.seed, epoch)
+        data = ClickCropDataset(source, cfg.crop_size, cfg.crops_per_epoch, policy, cfg.seed, epoch)
         loader = DataLoader(
             data, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
             pin_memory=device.type == "cuda", drop_last=len(data) > cfg.batch_size,
         )
-        loss = train_epoch(model, loader, opt, device, scaler, epoch)
+        loss = train_epoch(model, loader, opt, device, scaler, epoch, policy, cfg.seed)
         if not math.isfinite(loss):
             raise TrainingError(f"mean loss of epoch {epoch + 1} is {loss}; lower pretrain.lr")
         sched.step()
