@@ -163,3 +163,14 @@ def test_paper_preset_dry_run_lists_the_whole_study_grid(tmp_path: Path) -> None
     assert counts["pretrain"] == len(networks) > 10
     assert counts["evaluate_clicks"] == main * len(params["evaluation"]["clicks"]["methods"]) + len(networks) - main
     assert counts["report_studies"] == 1 and counts["prepare_dataset"] == 1
+
+
+@pytest.mark.parametrize("overlay", sorted((ROOT / "config" / "datasets").glob("*.yaml")), ids=lambda p: p.stem)
+def test_each_dataset_overlay_plans_the_whole_dag(tmp_path: Path, overlay: Path) -> None:
+    """Selecting any dataset by its overlay gives the same downstream jobs (nothing is run)."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"), str(overlay))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    for rule in ("prepare_dataset", "split", "pretrain", "confidnet", "evaluate_clicks", "evaluate_patches", "report"):
+        assert f"rule {rule}:" in output or f"localrule {rule}:" in output, rule

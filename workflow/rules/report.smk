@@ -58,6 +58,7 @@ rule report_studies:
     output:
         figure="reports/figures/studies.png",
         table="reports/tables/studies.csv",
+        markdown="reports/studies.md",
     input:
         clicks="reports/tables/clicks.csv",
         pretrain="reports/metrics/pretrain.json",

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dial_core.atomic import atomic_path, write_csv
+from dial_core.atomic import atomic_path, write_csv, write_text
 from dial_core.cli import run_step
-from dial_core.report.studies import study_figure, study_table
+from dial_core.report.studies import study_figure, study_markdown, study_table
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     pretrain = json.loads(Path(sm.input.pretrain).read_text())
     table = study_table(sm.params.entries, pretrain, pd.read_csv(sm.input.clicks), sm.params.dataset)
     write_csv(sm.output.table, table)
+    write_text(sm.output.markdown, study_markdown(table))
     with atomic_path(sm.output.figure) as tmp:
         study_figure(table).savefig(tmp, dpi=120, format="png")
 

@@ -47,3 +47,15 @@ def study_figure(table: pd.DataFrame) -> plt.Figure:
     axes[0][0].set_ylim(low, min(1.0, long["mIoU"].max() + 0.02))
     fig.tight_layout()
     return fig
+
+
+def study_markdown(table: pd.DataFrame) -> str:
+    """The studies as markdown, with the backbones of DISIR's study that have no smp equivalent."""
+    parts = ["# Pretraining studies", ""]
+    for study, group in table.groupby("study", sort=False):
+        parts += [f"## {study}", "", group.drop(columns=["study"]).to_markdown(index=False, floatfmt=".3f"), ""]
+    parts.append(
+        "DISIR backbones without a segmentation-models-pytorch equivalent (not trained): "
+        + ", ".join(NO_SMP_EQUIVALENT) + "."
+    )
+    return "\n".join(parts) + "\n"
