@@ -138,14 +138,15 @@ def test_airs_missing_layout_is_explained(tmp_path: Path) -> None:
 def test_snakemake_downloads_then_prepares_inria(file_server, tmp_path: Path) -> None:
     """The download rule fetches each part (verified), then prepare/split/tile run on them."""
     parts = inria_parts(file_server.root)
+    listing = tmp_path / "SHA256SUMS"  # the last part is verified from a checksum file instead
+    listing.write_text(f"{hashlib.sha256(parts[-1].read_bytes()).hexdigest()}  {parts[-1].name}\n")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["dataset"] = {
-        "name": "inria", "adapter": "inria",
-        "inria": {"split": "random", "downloads": [
-            {"file": p.name, "url": file_server.url(p.name), "checksum": "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()}
-            for p in parts
-        ]},
-    }
+    downloads = [
+        {"file": p.name, "url": file_server.url(p.name), "checksum": "sha256:" + hashlib.sha256(p.read_bytes()).hexdigest()}
+        for p in parts[:-1]
+    ] + [{"file": parts[-1].name, "url": file_server.url(parts[-1].name), "checksum": None, "checksum_file": str(listing)}]
+    params["dataset"] = {"name": "inria", "adapter": "inria", "inria": {"split": "random", "downloads": downloads}}
+    params["transfer"]["targets"] = []
     params["tiling"] = {"size": 32, "overlap": 0}
     work = tmp_path / "work"
     work.mkdir()
@@ -163,3 +164,4 @@ def test_snakemake_downloads_then_prepares_inria(file_server, tmp_path: Path) ->
     tiles = (work / "data" / "processed" / "inria" / "tiles.csv").read_text().splitlines()
     assert len(tiles) == 1 + 4 * 4  # 64² images, 32² windows without overlap
     assert len([r for r in file_server.requests if r["path"].endswith(".001")]) == 1
+    assert "without a checksum" not in (work / "logs" / "inria" / f"download_{parts[-1].name}.log").read_text().lower()

@@ -34,6 +34,8 @@ rule confidnet_metrics:
     log:
         "logs/confidnet_metrics.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/collect_json.py"
 

@@ -8,6 +8,7 @@ rule download:
     params:
         url=download_param("url"),
         checksum=download_param("checksum"),
+        checksum_file=download_param("checksum_file"),
         retries=5,
     log:
         "logs/{dataset}/download_{file}.log",

@@ -36,6 +36,8 @@ rule pretrain_metrics:
     log:
         "logs/pretrain_metrics.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/collect_json.py"
 

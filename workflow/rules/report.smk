@@ -9,6 +9,8 @@ rule combine_clicks:
     log:
         "logs/combine_clicks.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/combine_tables.py"
 
@@ -21,6 +23,8 @@ rule combine_patches:
     log:
         "logs/combine_patches.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/combine_tables.py"
 
@@ -42,6 +46,8 @@ rule report:
     log:
         "logs/report.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/report.py"
 
@@ -69,6 +75,8 @@ rule report_studies:
     log:
         "logs/report_studies.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/report_studies.py"
 
@@ -81,6 +89,8 @@ rule combine_transfer:
     log:
         "logs/combine_transfer.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/combine_tables.py"
 
@@ -99,5 +109,7 @@ rule report_transfer:
     log:
         "logs/report_transfer.log",
     threads: 1
+    resources:
+        mem_mb=1000,
     script:
         "../scripts/report_transfer.py"
