@@ -111,16 +111,6 @@ def _profile(height: int, width: int, count: int, transform: Affine | None, crs)
     return profile
 
 
-def write_geotiff(path: Path, array: np.ndarray, transform: Affine | None = None, crs=None) -> None:
-    """Write (H, W) or (H, W, C) uint8 as a tiled GeoTIFF, atomically."""
-    bands = array[..., None] if array.ndim == 2 else array
-    height, width, count = bands.shape
-    with atomic_path(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # no transform: a plain image, on purpose
-        with rasterio.open(tmp, "w", **_profile(height, width, count, transform, crs)) as dst:
-            dst.write(np.moveaxis(bands, -1, 0))
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

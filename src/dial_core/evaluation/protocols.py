@@ -24,8 +24,6 @@ from dial_core.interactive.disca import DiscaConfig, disca_adapt
 from dial_core.interactive.inference import predict_probs
 from dial_core.models.segmenter import Segmenter, network_input
 
-METHODS = ("ac", "disca")
-
 
 @dataclass(frozen=True)
 class InteractionConfig:

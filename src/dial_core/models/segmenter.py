@@ -90,10 +90,6 @@ class Segmenter(nn.Module):
         return self.net(x)
 
 
-def build_segmenter(spec: NetworkSpec) -> Segmenter:
-    return Segmenter(spec)
-
-
 def spec_to_dict(spec: NetworkSpec) -> dict:
     return asdict(spec)
 
