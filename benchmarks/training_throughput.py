@@ -3,7 +3,7 @@
     ./dial python benchmarks/training_throughput.py [--configfile config/studies.yaml] [--steps 6]
 
 For every network of the params (main networks, plus the study grid when enabled) it times
-(a) the data loader alone: crops sampled, flipped, clicked and encoded, and (b) full training
+(a) the data loader alone: crops read in windows from GeoTIFFs, flipped, clicked and encoded, and (b) full training
 steps (forward, backward, SGD) on synthetic scenes. The loader must outpace training, or the
 accelerator waits for data. Prints a table and writes benchmarks/results/training_throughput.json.
 """
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,11 +25,13 @@ from torch.utils.data import DataLoader
 
 from dial_core.clicks.sampling import balancing_weights
 from dial_core.config import load_params
-from dial_core.data.synthetic import POTSDAM_CLASSES, generate_scene
+from dial_core.data.canonical import write_dataset
+from dial_core.data.synthetic import POTSDAM_CLASSES
+from dial_core.data.synthetic_adapter import synthetic_dataset
 from dial_core.models.segmenter import NetworkSpec, pick_device
 from dial_core.studies import expand_networks
-from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource, annotate_with_prediction
-from dial_core.training.pretrain import PretrainConfig, _optimiser
+from dial_core.training.crops import ClickCropDataset, ClickPolicy, annotate_with_prediction, raster_crop_source
+from dial_core.training.pretrain import PretrainConfig, make_optimiser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +47,7 @@ def training_rate(spec: NetworkSpec, data: ClickCropDataset, policy: ClickPolicy
     from dial_core.models.segmenter import Segmenter
 
     model = Segmenter(spec).to(device).train()
-    opt, _ = _optimiser(model, cfg)
+    opt, _ = make_optimiser(model, cfg)
     batches = [next(iter(DataLoader(data, batch_size=cfg.batch_size)))] * (steps + 1)
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
     for i, (x, y, idx) in enumerate(batches):
@@ -74,9 +77,11 @@ def main() -> None:
     params = load_params(ROOT / "params.yaml", ROOT / "workflow/schemas/params.schema.yaml", tuple(args.configfile))
     train = params["pretrain"]
     networks, _ = expand_networks(train)
-    rng = np.random.default_rng(0)
-    scenes = [generate_scene(max(2 * train["crop_size"], 256), "A", rng) for _ in range(4)]
-    source = CropSource.from_arrays([s[0] for s in scenes], [s[1] for s in scenes])
+    # Crops come from canonical GeoTIFFs through windowed reads, as in the workflow's pretraining.
+    tmp = tempfile.TemporaryDirectory(prefix="dial-throughput-")
+    info, samples = synthetic_dataset("bench", 4, max(4 * train["crop_size"], 512), "A", "full", 0)
+    info = write_dataset(Path(tmp.name), info, samples)
+    source = raster_crop_source(Path(tmp.name), info.images)
     device = pick_device()
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = PretrainConfig(1, train["batch_size"] * (args.steps + 1), train["crop_size"], train["batch_size"], train["lr"],
@@ -102,6 +107,7 @@ def main() -> None:
                                            "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None},
                                "workers": args.workers, "rows": rows}, indent=2))
     print(f"wrote {out}")
+    tmp.cleanup()
 
 
 if __name__ == "__main__":

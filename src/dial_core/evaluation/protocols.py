@@ -38,14 +38,15 @@ class InteractionConfig:
     disca_window: int = 512  # side of the window DISCA adapts on around the latest click
 
 
-def _row(step: int, label: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], correct0: int, seconds: float, click: Click | None) -> dict:
+def _row(step: int, label: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], correct0: int | None, seconds: float, click: Click | None) -> dict:
+    """Scores of the whole image after ``step``; ``correct0`` = correct pixels at step 0 (None at step 0)."""
     scores = segmentation_scores(label, prediction, len(class_names))
     row = {
         "step": step,
         "miou": scores["miou"],
         "accuracy": scores["accuracy"],
         "correct_pixels": scores["correct_pixels"],
-        "corrected_pixels": scores["correct_pixels"] - (correct0 if correct0 >= 0 else scores["correct_pixels"]),
+        "corrected_pixels": 0 if correct0 is None else scores["correct_pixels"] - correct0,
         "seconds": seconds,
         "click_row": click.row if click else -1,
         "click_col": click.col if click else -1,
@@ -110,7 +111,7 @@ def click_protocol(
     probs0, _ = predict_probs(model, image, None, cfg.window, cfg.overlap)
     prediction = probs0.argmax(0)
     scene = _Scene(image, label, prediction)
-    rows = [_row(0, label, prediction, class_names, -1, time.perf_counter() - start, None)]
+    rows = [_row(0, label, prediction, class_names, None, time.perf_counter() - start, None)]
     correct0 = rows[0]["correct_pixels"]
     clicks: list[Click] = []
     for step in range(1, n_clicks + 1):
@@ -177,7 +178,7 @@ def patch_protocol(
     windows = tile_windows(*label.shape, patch_size, 0)
     uncertainty = _uncertainty(acquisition, probs0, confidence)
     order = random_order(len(windows), rng) if uncertainty is None else uncertainty_order(patch_scores(uncertainty, windows))
-    rows = [_row(0, label, prediction, class_names, -1, time.perf_counter() - start, None)]
+    rows = [_row(0, label, prediction, class_names, None, time.perf_counter() - start, None)]
     rows[0]["patch"] = -1
     correct0 = rows[0]["correct_pixels"]
     clicks: list[Click] = []

@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-KEYS = ["dataset", "image", "model", "method", "acquisition", "encoding", "agent", "seed"]
+from dial_core.report.summaries import GROUP  # noqa: E402
+
+KEYS = [*GROUP, "image", "seed"]  # one curve: an experiment on one image
 
 
 def with_gain(frame: pd.DataFrame) -> pd.DataFrame:

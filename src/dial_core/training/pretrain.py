@@ -38,7 +38,7 @@ class PretrainConfig:
     mixed_precision: bool = False
 
 
-def _optimiser(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+def make_optimiser(model: nn.Module, cfg: PretrainConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
     return opt, sched
@@ -101,7 +101,7 @@ def pretrain(
     """
     torch.manual_seed(cfg.seed)
     model = Segmenter(spec).to(device)
-    opt, sched = _optimiser(model, cfg)
+    opt, sched = make_optimiser(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.mixed_precision and device.type == "cuda")
     start = _resume(state_path, spec, model, opt, sched)
     losses: list[float] = []
