@@ -1,8 +1,17 @@
 # DIAL reproduction workflow: download/prepare → split → tile → pretrain → ConfidNet →
 # simulated interactive evaluations → report.  Run:  snakemake --cores 8 --resources gpu=1
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # works before `pip install -e .` too
+
+from dial_core.config import check_files  # a broken params.yaml: one line with file:line:column, not a traceback
+
+for problem in check_files([f for f in ["params.yaml"] if os.path.exists(f)]):
+    sys.exit(f"error: {problem}")
 
 
 configfile: "params.yaml"

@@ -180,3 +180,110 @@ def test_list_item_errors_name_the_index(base, schema):
 
 def test_empty_network_table(base, schema):
     assert "pretrain.networks" in _error(_variant(base, "pretrain.networks", {}), schema)
+
+
+# --- each violation names the file (or --config) that set its key ----------------------------
+def _layers(base: dict, overlay: dict, cli: dict | None = None) -> list:
+    from dial_core.config import deep_merge
+
+    layers = [("params.yaml", base), ("config/x.yaml", overlay)] + ([("--config", cli)] if cli else [])
+    merged = base
+    for _, layer in layers[1:]:
+        merged = deep_merge(merged, layer)
+    return merged, layers
+
+
+def test_overlay_violation_names_the_overlay(base, schema):
+    params, layers = _layers(base, {"pretrain": {"epoch": 3}})
+    with pytest.raises(ConfigError) as err:
+        validate_params(params, schema, layers=layers)
+    assert str(err.value).startswith("config/x.yaml is invalid:\n  - unknown key pretrain.epoch")
+    assert "params.yaml" not in str(err.value)
+
+
+def test_each_line_names_its_source(base, schema):
+    broken = _variant(base, "pretrain.base_network.radius", -1)
+    params, layers = _layers(broken, {"split": {"val_fraction": 1.5}, "sede": 1}, {"seed": -1})
+    with pytest.raises(ConfigError) as err:
+        validate_params(params, schema, layers=lambda: layers)  # read only when something is wrong
+    message = str(err.value)
+    assert message.startswith("invalid parameters (merged from params.yaml, then config/x.yaml, then --config):")
+    assert "\n  - params.yaml: pretrain.base_network.radius" in message
+    assert "\n  - config/x.yaml: split.val_fraction" in message
+    assert "\n  - config/x.yaml: unknown key sede" in message
+    assert "\n  - --config: seed" in message
+
+
+def test_key_set_by_both_is_blamed_on_the_last(base, schema):
+    params, layers = _layers(_variant(base, "pretrain.epochs", 0), {"pretrain": {"epochs": "ten"}})
+    with pytest.raises(ConfigError, match=r"^config/x.yaml is invalid:\n  - pretrain.epochs"):
+        validate_params(params, schema, layers=layers)
+
+
+def test_list_item_is_blamed_on_the_layer_that_set_the_list(base, schema):
+    params, layers = _layers(base, {"report": {"noc_thresholds": [0.8, 1.5]}})
+    with pytest.raises(ConfigError, match=r"^config/x.yaml is invalid:\n  - report.noc_thresholds\[1\]"):
+        validate_params(params, schema, layers=layers)
+
+
+def test_missing_key_is_blamed_on_params_yaml(base, schema):
+    incomplete = copy.deepcopy(base)
+    del incomplete["pretrain"]["base_network"]["radius"]
+    params, layers = _layers(incomplete, {"pretrain": {"base_network": {"encoding": "binary"}}})
+    with pytest.raises(ConfigError, match=r"^params.yaml is invalid:\n  - pretrain.base_network: 'radius'"):
+        validate_params(params, schema, layers=layers)
+
+
+def test_consistency_rule_names_both_sources(base, schema):
+    params, layers = _layers(base, {"pretrain": {"epochs": 1}})
+    with pytest.raises(ConfigError, match=r"^params.yaml \(pretrain.milestones\), config/x.yaml \(pretrain.epochs\): "):
+        validate_params(params, schema, layers=layers)
+    params, layers = _layers(base, {"pretrain": {"epochs": 1, "milestones": [1]}})
+    with pytest.raises(ConfigError, match=r"^config/x.yaml: pretrain.milestones \[1\] must all be < pretrain.epochs"):
+        validate_params(params, schema, layers=layers)
+
+
+def test_load_params_names_the_bad_overlay(tmp_path):
+    overlay = tmp_path / "x.yaml"
+    overlay.write_text("pretrain:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=rf"^{overlay} is invalid:"):
+        load_params(PARAMS, SCHEMA, (overlay,))
+
+
+def test_command_line_layers_follow_snakemake_merge_order(tmp_path, monkeypatch):
+    from dial_core.config import command_line_layers
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seed: 1\n")
+    (tmp_path / "a.yaml").write_text("seed: 2\n")
+    cli = [(tmp_path / "params.yaml").absolute(), (tmp_path / "a.yaml").absolute()]
+    # Snakemake's workflow.configfiles: the --configfile files, then the Snakefile's configfile:
+    layers = command_line_layers([*cli, "params.yaml"], cli, {"seed": 3})
+    assert layers == [("params.yaml", {"seed": 1}), ("a.yaml", {"seed": 2}), ("--config", {"seed": 3})]
+    assert command_line_layers(["params.yaml"], [], {}) == [("params.yaml", {"seed": 1})]
+    assert [n for n, _ in command_line_layers([cli[1], "params.yaml"], cli[1:], None, replace_workflow_config=True)] == ["a.yaml"]
+
+
+# --- invalid YAML: file and line; missing files: one line ------------------------------------
+def test_invalid_yaml_gives_file_line_and_column(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("seed: 0\npretrain: [unclosed\n  epochs: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_params(path, SCHEMA)
+    message = str(err.value)
+    assert message.startswith(f"{path}:3:") and "while parsing a flow sequence at line 2" in message
+    assert "\n" not in message
+
+
+def test_check_files_reports_each_problem_on_one_line(tmp_path, capsys):
+    from dial_core.config import main
+
+    good, broken, missing = tmp_path / "good.yaml", tmp_path / "broken.yaml", tmp_path / "missing.yaml"
+    good.write_text("seed: 1\n")
+    broken.write_text("seed: [1\n")
+    assert main(["check", "--base", str(good), "--configfile", str(good)]) == 0
+    assert main(["check", "--base", str(good), "--configfile", str(broken), str(missing)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"error: {broken}:2:1: not valid YAML")
+    assert lines[1].startswith(f"error: {missing} (given with --configfile) does not exist")

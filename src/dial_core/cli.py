@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import sys
 from collections.abc import Callable, Iterator
@@ -12,14 +13,18 @@ from dial_core.errors import DialError
 
 
 def run_step(main: Callable[[], None], log_file: str | None = None, threads: int = 1) -> None:
-    """Run ``main`` with logging set up; a :class:`DialError` ends with its message and exit code 1.
-
-    Anything else is a bug and keeps its traceback.
+    """Run ``main`` with logging set up; a :class:`DialError` ends with its message (in the rule's
+    log and on stderr) and exit code 1. So does a full disk or a read-only folder met outside
+    :func:`dial_core.atomic.atomic_path`. Anything else is a bug and keeps its traceback.
     """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
+        try:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            handlers.append(logging.FileHandler(log_file, mode="w"))
+        except OSError as err:
+            print(f"error: {_write_error(Path(log_file), err)}", file=sys.stderr)
+            sys.exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers, force=True)
     import torch  # late: configuration scripts should not pay for torch
 
@@ -27,8 +32,22 @@ def run_step(main: Callable[[], None], log_file: str | None = None, threads: int
     try:
         main()
     except DialError as err:
-        logging.getLogger("dial").error("%s", err)
+        logging.getLogger("dial").error("error: %s", err)
         sys.exit(1)
+    except OSError as err:
+        if err.errno not in _DISK_ERRNOS or err.filename is None:
+            raise
+        logging.getLogger("dial").error("error: %s", _write_error(Path(err.filename), err))
+        sys.exit(1)
+
+
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _write_error(path: Path, err: OSError) -> DialError:
+    from dial_core.atomic import _output_error
+
+    return _output_error(path, err)
 
 
 @contextlib.contextmanager

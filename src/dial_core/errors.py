@@ -1,7 +1,7 @@
 """One exception family for everything the workflow reports to a user.
 
 Messages name the file or parameter at fault and say how to fix it; scripts print them without
-a traceback and exit non-zero (see :func:`dial_core.cli.run_main`).
+a traceback and exit non-zero (see :func:`dial_core.cli.run_step`).
 """
 
 
@@ -23,3 +23,7 @@ class CheckpointError(DialError):
 
 class TrainingError(DialError):
     """Training diverged (NaN/inf loss) or cannot proceed."""
+
+
+class OutputError(DialError):
+    """An output cannot be written: the disk is full, over quota, read-only or not writable."""
