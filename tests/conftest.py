@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import http.server
 import re
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,18 +18,35 @@ import pytest
 # --------------------------------------------------------------------------------------------
 # A tiny file server: Range support plus switchable misbehaviour
 # --------------------------------------------------------------------------------------------
+def _etag_for(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+
+
 @dataclass
 class ServerState:
     root: Path
     base_url: str = ""
-    requests: list[dict] = field(default_factory=list)
+    requests: list[dict] = field(default_factory=list)  # {"path", "range", "if_range", "status"} per request
     drop_after: int | None = None  # first request: close the connection after this many body bytes
     ignore_range: bool = False  # answer 200 with the whole file even when asked for a range
     fail_first: int = 0  # answer 503 to this many requests first
+    etag: bool = False  # send a strong ETag derived from the file's bytes (so it changes with them)
+    last_modified: bool = False  # send Last-Modified from the file's mtime
+    honour_if_range: bool = True  # If-Range not matching the current ETag/Last-Modified -> 200, whole file
+    # Called with the request's number (1-based) before it is answered: lets a test change the
+    # served files between attempts.
+    on_request: Callable[[int], None] | None = None
+    announce_extra: int = 0  # claim the file is this many bytes longer than it is (sizes, ranges, 416)
+    send_length: bool = True  # False: no Content-Length, the body ends when the connection closes
+    trailing: bytes = b""  # junk sent after the body (seen by the client only without Content-Length)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}"
+
+    def etag_of(self, name: str) -> str:
+        """The ETag the server sends for ``name`` now (when ``etag`` is on)."""
+        return _etag_for((self.root / name).read_bytes())
 
     def count(self) -> int:
         with self.lock:
@@ -42,32 +62,53 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         st = self.state
         with st.lock:
-            st.requests.append({"path": self.path, "range": self.headers.get("Range")})
+            st.requests.append({"path": self.path, "range": self.headers.get("Range"),
+                                "if_range": self.headers.get("If-Range"), "status": None})
             n = len(st.requests)
+            record = st.requests[-1]
+        if st.on_request is not None:
+            st.on_request(n)
         if n <= st.fail_first:
+            record["status"] = 503
             self._empty(503)
             return
         path = st.root / self.path.lstrip("/")
         if not path.is_file():
+            record["status"] = 404
             self._empty(404)
             return
         data = path.read_bytes()
+        size = len(data) + st.announce_extra  # what the server believes the file's size is
+        validators = {}
+        if st.etag:
+            validators["ETag"] = _etag_for(data)
+        if st.last_modified:
+            validators["Last-Modified"] = email.utils.formatdate(path.stat().st_mtime, usegmt=True)
         start, status = 0, 200
         m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-        if m and not st.ignore_range:
+        if_range = self.headers.get("If-Range")
+        if m and not st.ignore_range and (if_range is None or not st.honour_if_range
+                                          or if_range in validators.values()):
             start = int(m.group(1))
-            if start >= len(data):
+            if start >= size:
+                record["status"] = 416
                 self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Range", f"bytes */{size}")
                 self.send_header("Content-Length", "0")
+                for key, value in validators.items():
+                    self.send_header(key, value)
                 self.end_headers()
                 return
             status = 206
+        record["status"] = status
         body = data[start:]
         self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
+        if st.send_length:
+            self.send_header("Content-Length", str(size - start))
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        for key, value in validators.items():
+            self.send_header(key, value)
         self.send_header("Accept-Ranges", "none" if st.ignore_range else "bytes")
         self.end_headers()
         if n == st.fail_first + 1 and st.drop_after is not None:
@@ -76,7 +117,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self.wfile.write(body)
+        self.wfile.write(body + st.trailing)
 
     def _empty(self, code: int) -> None:
         self.send_response(code)

@@ -1,4 +1,4 @@
-"""Tests for dial_core.data.archives: traversal checks, corrupt archives, split 7z (INRIA layout)."""
+"""Tests for dial_core.data.archives: traversal checks, corrupt archives, tar, split 7z (INRIA layout)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import os
 import random
 import stat
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import numpy as np
 import py7zr
 import pytest
 
-from dial_core.data.archives import check_member_path, extract_multipart_7z, safe_extract_zip
+from dial_core.data.archives import (archive_kind, check_member_path, extract_archive, extract_multipart_7z,
+                                     safe_extract_tar, safe_extract_zip)
 from dial_core.errors import DataError
 
 RNG = np.random.default_rng(3)
@@ -26,6 +28,24 @@ def _zip(path: Path, members: dict[str, bytes], compression=zipfile.ZIP_DEFLATED
         for name, data in members.items():
             zf.writestr(zipfile.ZipInfo(name), data) if name.startswith("/") else zf.writestr(name, data)
     return path
+
+
+def _tar(path: Path, members: dict[str, bytes], mode: str = "w:gz", special: tuple[tarfile.TarInfo, ...] = ()) -> Path:
+    """Write a tar (``mode`` picks the compression) of regular files, plus ``special`` members."""
+    with tarfile.open(path, mode) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+        for info in special:
+            tf.addfile(info)
+    return path
+
+
+def _special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, linkname
+    return info
 
 
 def _no_staging(dest: Path) -> bool:
@@ -121,6 +141,134 @@ def test_corrupt_zip_data_leaves_no_file(tmp_path):
 def test_missing_zip(tmp_path):
     with pytest.raises(DataError, match="not found"):
         safe_extract_zip(tmp_path / "none.zip", tmp_path / "dest")
+
+
+# --------------------------------------------------------------------------------------------
+# Tar
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("suffix", "mode"), [(".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar", "w"),
+                                              (".tar.bz2", "w:bz2"), (".tar.xz", "w:xz")])
+def test_tar_extracts_and_rerun_is_idempotent(tmp_path, suffix, mode):
+    arc = _tar(tmp_path / f"AIRS{suffix}", {"AIRS/train/image/c1.tif": TIF_A, "AIRS/train/label/c1.tif": TIF_B},
+               mode, special=(_special("AIRS/test", tarfile.DIRTYPE),))
+    dest = tmp_path / "dest"
+    out = extract_archive(arc, dest)
+    root = (dest / "AIRS").resolve()
+    assert sorted(out) == sorted([root / "train/image/c1.tif", root / "train/label/c1.tif"])
+    assert (root / "train/image/c1.tif").read_bytes() == TIF_A and (root / "train/label/c1.tif").read_bytes() == TIF_B
+    assert (root / "test").is_dir() and _no_staging(dest)
+    mtime = (root / "train/image/c1.tif").stat().st_mtime_ns
+    assert sorted(safe_extract_tar(arc, dest)) == sorted(out)
+    assert (root / "train/image/c1.tif").stat().st_mtime_ns == mtime  # skipped, not rewritten
+
+
+def test_tar_members_selection(tmp_path):
+    arc = _tar(tmp_path / "a.tar.gz", {"a.txt": b"a", "b/c.txt": b"c"})
+    dest = tmp_path / "dest"
+    assert safe_extract_tar(arc, dest, members=["b/c.txt"]) == [(dest / "b/c.txt").resolve()]
+    assert not (dest / "a.txt").exists()
+    with pytest.raises(DataError, match="no member"):
+        safe_extract_tar(arc, dest, members=["nope.txt"])
+
+
+@pytest.mark.parametrize(("bad", "why"), [
+    ("../evil.txt", "'..' in the path"),
+    ("sub/../../evil.txt", "'..' in the path"),
+    ("ABS", "absolute path"),
+    ("symlink", "symbolic link"),
+    ("hardlink", "hard link"),
+    ("fifo", "fifo"),
+    ("device", "device file"),
+])
+def test_tar_hostile_member_refused_before_anything_is_written(tmp_path, bad, why):
+    outside = tmp_path / "evil_abs.txt"
+    members, special = {"good.txt": b"fine"}, ()
+    if bad == "ABS":
+        bad = str(outside)
+        members[bad] = b"pwned"
+    elif bad == "symlink":
+        special = (_special(bad, tarfile.SYMTYPE, "/etc/passwd"),)
+    elif bad == "hardlink":
+        special = (_special(bad, tarfile.LNKTYPE, "/etc/passwd"),)
+    elif bad == "fifo":
+        special = (_special(bad, tarfile.FIFOTYPE),)
+    elif bad == "device":
+        special = (_special(bad, tarfile.CHRTYPE),)
+    else:
+        members[bad] = b"pwned"
+    arc = _tar(tmp_path / "evil.tar.gz", members, special=special)
+    dest = tmp_path / "nested" / "dest"
+    with pytest.raises(DataError, match="refusing to extract") as err:
+        extract_archive(arc, dest)
+    msg = str(err.value)
+    assert repr(bad) in msg and str(arc) in msg and why in msg
+    assert not dest.exists()  # not even the good member
+    assert not outside.exists() and not (tmp_path / "nested" / "evil.txt").exists()
+
+
+def test_truncated_tar_gz_names_the_archive(tmp_path):
+    arc = _tar(tmp_path / "cut.tar.gz", {"a.tif": TIF_A, "b.tif": TIF_B})
+    data = arc.read_bytes()
+    arc.write_bytes(data[: len(data) * 2 // 3])
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=r"cut\.tar\.gz is corrupt or truncated"):
+        safe_extract_tar(arc, dest)
+    assert not (dest / "b.tif").exists() and _no_staging(dest)
+
+
+def test_tar_cut_between_members_is_truncated_not_shorter(tmp_path):
+    """tarfile itself lists a tar cut exactly after a member as a valid, shorter archive."""
+    arc = _tar(tmp_path / "cut.tar", {"a.tif": TIF_A, "b.tif": TIF_B}, "w")
+    first = 512 + -(-len(TIF_A) // 512) * 512  # header + padded data of a.tif
+    arc.write_bytes(arc.read_bytes()[:first])
+    with pytest.raises(DataError, match=r"cut\.tar is corrupt or truncated"):
+        safe_extract_tar(arc, tmp_path / "dest")
+    assert not (tmp_path / "dest" / "a.tif").exists()
+
+
+def test_corrupt_tar_gz_data_leaves_no_file(tmp_path):
+    arc = _tar(tmp_path / "bad.tar.gz", {"a.tif": TIF_A})
+    data = bytearray(arc.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 50] = bytes(50)
+    arc.write_bytes(bytes(data))
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError, match=r"bad\.tar\.gz is (corrupt|not a readable)"):
+        safe_extract_tar(arc, dest)
+    assert not (dest / "a.tif").exists() and _no_staging(dest)
+
+
+def test_garbage_and_missing_tar(tmp_path):
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(os.urandom(2000))
+    with pytest.raises(DataError, match=r"junk\.tar\.gz is not a readable tar archive"):
+        safe_extract_tar(junk, tmp_path / "dest")
+    with pytest.raises(DataError, match="not found"):
+        safe_extract_tar(tmp_path / "none.tar", tmp_path / "dest")
+
+
+def test_extract_archive_dispatches_by_name(tmp_path, inria_parts):
+    assert [archive_kind(Path(n)) for n in ["a.ZIP", "a.tar.gz", "a.tgz", "a.tar.xz", "a.7z", "a.7z.003", "a.rar"]] == \
+        ["zip", "tar", "tar", "tar", "7z", "7z", None]
+    inner, parts = inria_parts
+    (parts[0].parent / "aerialimagelabeling.7z.004.part").write_bytes(b"a download in progress")
+    out = extract_archive(parts[0], tmp_path / "x")  # the first part brings its numbered siblings
+    assert out == [(tmp_path / "x" / "NEW2-AerialImageDataset.zip").resolve()]
+    assert len(extract_archive(out[0], tmp_path / "x")) == 2
+    rar = tmp_path / "a.rar"
+    rar.write_bytes(b"x")
+    with pytest.raises(DataError, match=r"a\.rar: unknown archive type"):
+        extract_archive(rar, tmp_path / "x")
+
+
+def test_airs_adapter_extracts_a_tar_gz(tmp_path):
+    """Adapters that take a downloaded zip take a tar.gz the same way."""
+    from dial_core.data.adapters.airs import _dataset_root
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _tar(raw / "AIRS.tar.gz", {"AIRS/train/image/c1.tif": TIF_A, "AIRS/train/label/c1.tif": TIF_B})
+    root = _dataset_root(raw, tmp_path / "extracted")
+    assert root == tmp_path / "extracted" / "AIRS" and (root / "train/image/c1.tif").read_bytes() == TIF_A
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import socket
 from pathlib import Path
@@ -17,6 +18,7 @@ from dial_core.errors import DataError
 PAYLOAD = np.random.default_rng(7).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
 MD5 = hashlib.md5(PAYLOAD).hexdigest()
+NEW = np.random.default_rng(8).integers(0, 256, len(PAYLOAD), dtype=np.uint8).tobytes()  # a new version, same size
 
 
 @pytest.fixture()
@@ -24,6 +26,14 @@ def server(file_server):
     (file_server.root / "data.bin").write_bytes(PAYLOAD)
     (file_server.root / "other.bin").write_bytes(b"another verified file\n" * 100)
     return file_server
+
+
+def _part(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _record(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part.json")
 
 
 @pytest.fixture()
@@ -79,28 +89,209 @@ def test_resume_after_interrupted_transfer(server, tmp_path, sleeps):
     assert len(sleeps) == 1
 
 
-def test_resume_from_part_left_by_a_killed_job(server, tmp_path):
+def test_resume_from_part_left_by_a_failed_run(server, tmp_path):
+    """A run that gave up keeps its bytes and their record; the next run resumes with If-Range."""
+    server.etag = True
+    server.drop_after = 100_000
     dest = tmp_path / "data.bin"
-    dest.with_name("data.bin.part").write_bytes(PAYLOAD[:12345])
-    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
+    with pytest.raises(DataError, match="100000 of the 300000 bytes"):
+        download(server.url("data.bin"), dest, None, retries=0, progress=False)
+    assert _part(dest).stat().st_size == 100_000 and _record(dest).exists() and not dest.exists()
+    download(server.url("data.bin"), dest, None, progress=False)
     assert dest.read_bytes() == PAYLOAD
-    assert [r["range"] for r in server.requests] == ["bytes=12345-"]
+    assert [(r["range"], r["if_range"], r["status"]) for r in server.requests] == [
+        (None, None, 200), ("bytes=100000-", server.etag_of("data.bin"), 206)]
+    assert not _part(dest).exists() and not _record(dest).exists()
 
 
 def test_complete_part_answered_416_is_verified(server, tmp_path):
+    """A job killed after the last byte but before the rename: the server confirms the part is whole."""
+    server.etag = True
     dest = tmp_path / "data.bin"
-    dest.with_name("data.bin.part").write_bytes(PAYLOAD)
-    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
-    assert dest.read_bytes() == PAYLOAD and server.count() == 1
-
-
-def test_server_without_range_support_restarts_cleanly(server, tmp_path):
-    server.ignore_range = True
-    dest = tmp_path / "data.bin"
-    dest.with_name("data.bin.part").write_bytes(b"\x00" * 5000)  # wrong bytes: appending would fail the checksum
-    download(server.url("data.bin"), dest, f"sha256:{SHA256}", progress=False)
+    _part(dest).write_bytes(PAYLOAD)
+    dl._save_record(_part(dest), dl._PartRecord(server.url("data.bin"), server.etag_of("data.bin"), None, len(PAYLOAD)))
+    download(server.url("data.bin"), dest, None, progress=False)
     assert dest.read_bytes() == PAYLOAD
-    assert [r["range"] for r in server.requests] == ["bytes=5000-"]
+    assert [(r["range"], r["status"]) for r in server.requests] == [(f"bytes={len(PAYLOAD)}-", 416)]
+
+
+def test_server_without_range_support_restarts_not_appends(server, tmp_path, sleeps, caplog):
+    server.ignore_range = True
+    server.etag = True
+    server.drop_after = 100_000
+    dest = tmp_path / "data.bin"
+    with caplog.at_level("INFO", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)  # no checksum: appending would go unseen
+    assert dest.read_bytes() == PAYLOAD
+    assert [(r["range"], r["status"]) for r in server.requests] == [(None, 200), ("bytes=100000-", 200)]
+    assert "restarting data.bin.part from zero" in caplog.text
+
+
+def test_part_without_record_restarts_from_zero(server, tmp_path, caplog):
+    """A .part of unknown origin (no record beside it) is never appended to."""
+    dest = tmp_path / "data.bin"
+    _part(dest).write_bytes(b"\x00" * 5000)
+    with caplog.at_level("INFO", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [r["range"] for r in server.requests] == [None]
+    assert "restarting data.bin.part from zero" in caplog.text and "no readable record" in caplog.text
+
+
+def test_part_with_unreadable_record_restarts_from_zero(server, tmp_path):
+    server.etag = True
+    dest = tmp_path / "data.bin"
+    _part(dest).write_bytes(PAYLOAD[:5000])
+    _record(dest).write_text("{not json")
+    download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == PAYLOAD and [r["range"] for r in server.requests] == [None]
+
+
+def test_part_recorded_for_another_url_restarts(server, tmp_path, caplog):
+    server.etag = True
+    dest = tmp_path / "data.bin"
+    _part(dest).write_bytes(b"\x00" * 5000)
+    dl._save_record(_part(dest), dl._PartRecord(server.url("old.bin"), server.etag_of("data.bin"), None, len(PAYLOAD)))
+    with caplog.at_level("INFO", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == PAYLOAD and [r["range"] for r in server.requests] == [None]
+    assert "old.bin" in caplog.text
+
+
+def _replace_on(server, request: int, data: bytes, mtime: float | None = None):
+    """Change data.bin on the server just before request number ``request`` is answered."""
+    def hook(n: int) -> None:
+        if n == request:
+            path = server.root / "data.bin"
+            path.write_bytes(data)
+            if mtime is not None:
+                os.utime(path, (mtime, mtime))
+    server.on_request = hook
+
+
+def test_file_changed_between_attempts_is_downloaded_whole_not_spliced(server, tmp_path, sleeps, caplog):
+    """ETag changes after a dropped first attempt: If-Range makes the server send the new file whole."""
+    server.etag = True
+    server.drop_after = 100_000
+    old_etag = server.etag_of("data.bin")
+    _replace_on(server, 2, NEW)  # same size: a size check alone would not see a splice
+    dest = tmp_path / "data.bin"
+    with caplog.at_level("INFO", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == NEW
+    assert [(r["range"], r["if_range"], r["status"]) for r in server.requests] == [
+        (None, None, 200), ("bytes=100000-", old_etag, 200)]
+    assert "restarting data.bin.part from zero" in caplog.text
+
+
+def test_file_changed_and_server_ignores_if_range(server, tmp_path, sleeps, caplog):
+    """The server answers the range of the new version (206) with a new ETag: restart, not append."""
+    server.etag = True
+    server.honour_if_range = False
+    server.drop_after = 100_000
+    _replace_on(server, 2, NEW)
+    dest = tmp_path / "data.bin"
+    with caplog.at_level("INFO", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == NEW
+    assert [(r["range"], r["status"]) for r in server.requests] == [(None, 200), ("bytes=100000-", 206), (None, 200)]
+    assert "ETag changed" in caplog.text
+
+
+def test_file_changed_detected_by_last_modified(server, tmp_path, sleeps):
+    server.last_modified = True
+    server.drop_after = 100_000
+    os.utime(server.root / "data.bin", (1_600_000_000, 1_600_000_000))
+    _replace_on(server, 2, NEW, mtime=1_700_000_000)
+    dest = tmp_path / "data.bin"
+    download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == NEW
+    assert server.requests[1]["if_range"] == "Sun, 13 Sep 2020 12:26:40 GMT"  # the first version's date
+    assert server.requests[1]["status"] == 200
+
+
+def test_size_change_without_validators_restarts(server, tmp_path, sleeps):
+    """No ETag/Last-Modified: a resume is allowed only under a checksum, and a new total restarts it."""
+    bigger = NEW + b"tail" * 1000
+    server.drop_after = 100_000
+    _replace_on(server, 2, bigger)
+    dest = tmp_path / "data.bin"
+    download(server.url("data.bin"), dest, f"sha256:{hashlib.sha256(bigger).hexdigest()}", progress=False)
+    assert dest.read_bytes() == bigger
+    assert [(r["range"], r["status"]) for r in server.requests] == [(None, 200), ("bytes=100000-", 206), (None, 200)]
+
+
+def test_no_validator_and_no_checksum_restarts_instead_of_resuming(server, tmp_path, sleeps, caplog):
+    server.drop_after = 100_000
+    dest = tmp_path / "data.bin"
+    with caplog.at_level("INFO", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [r["range"] for r in server.requests] == [None, None]
+    assert "no ETag or Last-Modified" in caplog.text
+
+
+def test_no_checksum_short_file_is_an_error(server, tmp_path, sleeps):
+    """The server announces 1000 bytes more than it ever sends: after the retries, an error, no file."""
+    server.etag = True
+    server.announce_extra = 1000
+    url, dest = server.url("data.bin"), tmp_path / "data.bin"
+    with pytest.raises(DataError) as err:
+        download(url, dest, None, retries=2, progress=False)
+    msg = str(err.value)
+    assert url in msg and str(dest) in msg and "run again" in msg
+    assert f"{len(PAYLOAD)} of the {len(PAYLOAD) + 1000} bytes" in msg
+    assert not dest.exists() and _part(dest).stat().st_size == len(PAYLOAD)
+    assert [r["status"] for r in server.requests] == [200, 206, 206]
+
+
+def test_no_checksum_response_longer_than_announced_restarts(server, tmp_path, sleeps, caplog):
+    """A resumed answer that runs past the announced total (no Content-Length, junk after the range)
+    is never appended: the file restarts, and a clean answer gives the exact file."""
+    server.etag = True
+    server.drop_after = 100_000
+
+    def hook(n: int) -> None:
+        server.send_length, server.trailing = (False, b"<html>proxy error</html>") if n == 2 else (True, b"")
+    server.on_request = hook
+    dest = tmp_path / "data.bin"
+    with caplog.at_level("INFO", logger="dial_core.data.download"):
+        download(server.url("data.bin"), dest, None, progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert [(r["range"], r["status"]) for r in server.requests] == [(None, 200), ("bytes=100000-", 206), (None, 200)]
+    assert "more than the 300000 bytes" in caplog.text
+
+
+def test_no_checksum_response_longer_than_announced_is_an_error(server, tmp_path, sleeps):
+    server.etag = True
+    server.drop_after = 100_000
+
+    def hook(n: int) -> None:
+        server.send_length, server.trailing = (False, b"junk") if n == 2 else (True, b"")
+    server.on_request = hook
+    url, dest = server.url("data.bin"), tmp_path / "data.bin"
+    with pytest.raises(DataError, match="more than the 300000 bytes") as err:
+        download(url, dest, None, retries=1, progress=False)
+    assert url in str(err.value) and str(dest) in str(err.value)
+    assert not dest.exists() and not _part(dest).exists()
+
+
+def test_size_backstop_moves_a_wrong_sized_file_aside(server, tmp_path, monkeypatch):
+    """If a transfer ever ended with the wrong size, the file would be reported, not renamed into place."""
+    dest = tmp_path / "data.bin"
+    real = dl._attempt
+
+    def attempt_then_grow(url, part, **kwargs):
+        real(url, part, **kwargs)
+        with open(part, "ab") as f:
+            f.write(b"x")
+    monkeypatch.setattr(dl, "_attempt", attempt_then_grow)
+    with pytest.raises(DataError) as err:
+        download(server.url("data.bin"), dest, None, progress=False)
+    msg = str(err.value)
+    assert f"expected {len(PAYLOAD)} bytes" in msg and f"received {len(PAYLOAD) + 1}" in msg
+    assert server.url("data.bin") in msg and "data.bin" in msg and "checksum" in msg
+    assert not dest.exists() and (tmp_path / "data.bin.mismatch").stat().st_size == len(PAYLOAD) + 1
 
 
 def test_retries_on_503_then_succeeds(server, tmp_path, sleeps):

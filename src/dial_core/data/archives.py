@@ -1,8 +1,10 @@
-"""Safe extraction of downloaded archives (zip, and 7z split byte-wise into ``.001``, ``.002``, ...).
+"""Safe extraction of downloaded archives: zip, tar (plain, gzip, bzip2, xz) and 7z (also split
+byte-wise into ``.001``, ``.002``, ...); :func:`extract_archive` picks the format from the name.
 
-Why: archives come from the network. Every member name is checked before anything is written
-(no absolute paths, no ``..``, no symlinks), so a hostile or broken archive cannot write outside
-the target folder; corrupt or truncated archives raise :class:`DataError` naming the archive.
+Why: archives come from the network. Every member is checked before anything is written
+(no absolute paths, no ``..``, no symbolic or hard links, no device files or fifos), so a hostile
+or broken archive cannot write outside the target folder; corrupt or truncated archives raise
+:class:`DataError` naming the archive.
 Files are extracted into a temporary folder inside ``dest`` and then renamed into place, so an
 interrupted extraction never leaves a half file under its final name. A re-run skips files that
 are already in place with the expected size.
@@ -18,19 +20,32 @@ import re
 import shutil
 import stat
 import struct
+import tarfile
 import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
+from dial_core.atomic import default_file_mode
 from dial_core.errors import DataError
 
-__all__ = ["check_member_path", "extract_multipart_7z", "safe_extract_zip"]
+__all__ = ["ARCHIVE_SUFFIXES", "archive_kind", "check_member_path", "extract_archive", "extract_multipart_7z",
+           "safe_extract_tar", "safe_extract_zip"]
 
 _STAGING_PREFIX = ".extract-tmp-"
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
                struct.error)
+# Reading a tar: tarfile's own errors, plus what the gzip / bz2 / lzma decompressors raise on damaged
+# or cut streams (gzip.BadGzipFile and bz2's "Invalid data stream" are OSErrors; writes are wrapped
+# separately, so an OSError here is the archive's, not the disk's).
+_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError)
+
+#: Name endings understood by :func:`extract_archive` -> format (longest endings first).
+ARCHIVE_SUFFIXES: dict[str, str] = {
+    ".tar.gz": "tar", ".tar.bz2": "tar", ".tar.xz": "tar", ".tgz": "tar", ".tbz2": "tar", ".txz": "tar",
+    ".tar": "tar", ".zip": "zip", ".7z": "7z",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,6 +113,7 @@ def _place(staged: Path, target: Path, archive: Path, name: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_dir() and not target.is_symlink():
             raise DataError(f"cannot extract member {name!r} of {archive}: {target} is a folder; move it away and run again")
+        os.chmod(staged, default_file_mode())  # staged by mkstemp (0600): colleagues and DVC caches must read it
         os.replace(staged, target)
     except OSError as exc:
         raise DataError(f"cannot move extracted {name!r} of {archive} to {target}: {exc}") from exc
@@ -154,6 +170,117 @@ def safe_extract_zip(archive: Path, dest: Path, members: Iterable[str] | None = 
     except _ZIP_ERRORS as exc:
         raise DataError(f"{archive} is corrupt or truncated ({type(exc).__name__}: {exc}); "
                         f"delete {archive} and download it again") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Tar (plain, .tar.gz / .tgz, .tar.bz2, .tar.xz)
+# --------------------------------------------------------------------------------------------
+def _tar_kind(info: tarfile.TarInfo) -> str | None:
+    """Why member ``info`` may not be extracted (its type), or None for a regular file or folder."""
+    if info.issym():
+        return "a symbolic link"
+    if info.islnk():
+        return "a hard link"
+    if info.ischr() or info.isblk():
+        return "a device file"
+    if info.isfifo():
+        return "a fifo"
+    if info.isfile() or info.isdir():
+        return None
+    return f"an unsupported tar member type ({info.type!r})"
+
+
+def _tar_check_end(tf: tarfile.TarFile) -> None:
+    """Raise if the archive stops without its end-of-archive block or its compressed stream is damaged.
+
+    ``tarfile`` ends its listing quietly when the data runs out exactly between two members, so a
+    tar cut at a 512-byte boundary would otherwise extract as a shorter, valid-looking archive;
+    every tar writer ends the archive with zero blocks, and one is required here. ``tarfile`` also
+    stops reading at that block, before the gzip / xz trailer, so their checksums (CRC32 / CRC64)
+    would never be checked: the rest of the stream is read here to make them run.
+    """
+    assert tf.fileobj is not None
+    tf.fileobj.seek(tf.offset)
+    block = tf.fileobj.read(tarfile.BLOCKSIZE)
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) != tarfile.BLOCKSIZE:
+        raise tarfile.ReadError(f"no end-of-archive block after byte {tf.offset} of the tar stream")
+    while tf.fileobj.read(1 << 20):
+        pass
+
+
+def safe_extract_tar(archive: Path, dest: Path, members: Iterable[str] | None = None) -> list[Path]:
+    """Extract tar ``archive`` (plain or gzip/bzip2/xz compressed; all members, or only ``members``)
+    into ``dest``; return the final paths of the selected files (as :func:`safe_extract_zip`).
+
+    Checks: ``tarfile``'s ``filter="data"`` is not used because nothing here calls
+    ``TarFile.extract``/``extractall``; each member is checked by hand before anything is written,
+    more strictly than that filter: names go through :func:`check_member_path` (no absolute path,
+    no ``..``, no way out through a link already in ``dest``), and symbolic links, hard links
+    (which the data filter would allow inside ``dest``), device files, fifos and other special
+    members are refused, as for zip and 7z. Only the bytes of regular files are copied, through
+    the staging folder; owners, modes and times from the archive are not applied (no setuid bits).
+    """
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise DataError(f"archive {archive} not found; run the download step first")
+    corrupt = f"delete {archive} and download it again"
+    try:
+        tf = tarfile.open(archive, mode="r:*")
+    except _TAR_ERRORS as exc:
+        raise DataError(f"{archive} is not a readable tar archive ({type(exc).__name__}: {exc}); {corrupt}") from exc
+    with tf:
+        try:
+            infos = tf.getmembers()
+            _tar_check_end(tf)
+        except _TAR_ERRORS as exc:
+            raise DataError(f"{archive} is corrupt or truncated ({type(exc).__name__}: {exc}); {corrupt}") from exc
+        # 1. check every member before writing anything
+        targets: list[tuple[tarfile.TarInfo, Path]] = []
+        for info in infos:
+            target = check_member_path(dest, info.name, archive)
+            why = _tar_kind(info)
+            if why is not None:
+                raise DataError(f"refusing to extract member {info.name!r} of {archive}: it is {why}, which could "
+                                f"reach outside {dest} or is not a data file. Delete the archive and download it again.")
+            targets.append((info, target))
+        wanted = _require_members((i.name for i in infos), members, archive)
+        selected = [(i, t) for i, t in targets if wanted is None or i.name.rstrip("/") in wanted]
+
+        # 2. extract through the staging folder
+        staging = _prepare_dest(dest, archive)
+        out: list[Path] = []
+        try:
+            for info, target in selected:
+                if info.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                out.append(target)
+                if _already_there(target, info.size):
+                    continue
+                fd, tmp = tempfile.mkstemp(dir=staging)
+                src = tf.extractfile(info)
+                assert src is not None  # a regular file (checked above)
+                with os.fdopen(fd, "wb") as dst:
+                    while True:
+                        try:
+                            block = src.read(1 << 20)
+                        except _TAR_ERRORS as exc:
+                            raise DataError(f"{archive} is corrupt or truncated (member {info.name!r}: "
+                                            f"{type(exc).__name__}: {exc}); {corrupt}") from exc
+                        if not block:
+                            break
+                        try:
+                            dst.write(block)
+                        except OSError as exc:
+                            raise DataError(f"cannot write member {info.name!r} of {archive} into {staging}: "
+                                            f"{exc}; free disk space or fix permissions and run again") from exc
+                if os.path.getsize(tmp) != info.size:
+                    raise DataError(f"{archive}: member {info.name!r} extracted to {os.path.getsize(tmp)} bytes, "
+                                    f"expected {info.size}; {corrupt}")
+                _place(Path(tmp), target, archive, info.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,3 +448,36 @@ def extract_multipart_7z(parts: Sequence[Path], dest: Path, members: Iterable[st
             return [t for _, t in files]
     finally:
         stream.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Any supported archive
+# --------------------------------------------------------------------------------------------
+def archive_kind(path: Path) -> str | None:
+    """``"zip"``, ``"tar"`` or ``"7z"`` from the name of ``path`` (``x.7z.001`` is 7z), else None."""
+    name = Path(path).name.lower()
+    if re.search(r"\.7z\.\d+$", name):
+        return "7z"
+    return next((kind for suffix, kind in ARCHIVE_SUFFIXES.items() if name.endswith(suffix)), None)
+
+
+def extract_archive(archive: Path, dest: Path, members: Iterable[str] | None = None) -> list[Path]:
+    """Extract any supported archive into ``dest`` with the checks of its format; return the file paths.
+
+    The format comes from the name (see :data:`ARCHIVE_SUFFIXES`). For a split 7z, pass the first
+    part (``x.7z.001``): its numbered siblings are read with it.
+    """
+    archive = Path(archive)
+    kind = archive_kind(archive)
+    if kind == "zip":
+        return safe_extract_zip(archive, dest, members)
+    if kind == "tar":
+        return safe_extract_tar(archive, dest, members)
+    if kind == "7z":
+        m = re.match(r"^(.*\.7z)\.\d+$", archive.name, flags=re.IGNORECASE)
+        parts = [p for p in archive.parent.glob(glob.escape(m.group(1)) + ".[0-9]*")
+                 if re.fullmatch(r"\.\d+", p.name[len(m.group(1)):])] if m else [archive]  # not x.7z.002.part
+        return extract_multipart_7z(parts or [archive], dest, members)
+    known = ", ".join(ARCHIVE_SUFFIXES)
+    raise DataError(f"{archive}: unknown archive type (supported name endings: {known}, .7z.001); "
+                    "rename it to its format's ending or extract it by hand")

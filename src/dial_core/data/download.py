@@ -5,7 +5,14 @@ connections; a restarted job must continue where the last one stopped (HTTP ``Ra
 trust a half-transferred file, and never destroy bytes a user may want to inspect.
 
 * Bytes go to ``<dest>.part``; only a verified file is renamed (atomically) to ``dest``.
-* A checksum mismatch keeps the bytes as ``<dest>.mismatch`` and raises :class:`DataError`.
+* A resumed ``.part`` must hold the same version of the file the server has now. The response that
+  started it is recorded beside it in ``<dest>.part.json`` (URL, ETag, Last-Modified, size);
+  a resume sends ``Range`` with ``If-Range`` and checks the answer (``Content-Range`` start and
+  total, validators). Anything that does not match -- no record, a changed file, a server that
+  ignores ranges -- restarts from byte zero with a log line; bytes are never spliced.
+* With a checksum, the checksum decides; a mismatch keeps the bytes as ``<dest>.mismatch`` and
+  raises :class:`DataError`. Without one, the size must equal the server's ``Content-Length``
+  (``Content-Range`` total for a 206); a short or long file is a DataError, never renamed.
 * Network failures (refused/reset connections, timeouts, short reads, HTTP 5xx/408/429) are
   retried with exponential back-off; other 4xx fail at once.
 
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -23,10 +31,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from dial_core.atomic import write_json
 from dial_core.errors import DataError
 
 __all__ = ["download", "file_checksum", "parse_checksum", "read_checksum_file"]
@@ -143,6 +153,66 @@ def read_checksum_file(path_or_text: str | os.PathLike[str], filename: str) -> s
 
 
 # --------------------------------------------------------------------------------------------
+# The record beside a .part: which version of the file its bytes belong to
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _PartRecord:
+    """What the response that started ``<dest>.part`` said about the file (``<dest>.part.json``)."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    total: int | None  # the whole file's size, when the server said it
+
+    @property
+    def validator(self) -> str | None:
+        """The value for ``If-Range``: a strong ETag, else Last-Modified (a weak ETag may not be used)."""
+        if self.etag and not self.etag.startswith("W/"):
+            return self.etag
+        return self.last_modified
+
+    def changed(self, etag: str | None, last_modified: str | None) -> str | None:
+        """Why the server's current validators say the file is another version, or None."""
+        if self.etag and etag and etag != self.etag:
+            return f"its ETag changed from {self.etag} to {etag}"
+        if self.last_modified and last_modified and last_modified != self.last_modified:
+            return f"its Last-Modified changed from {self.last_modified} to {last_modified}"
+        return None
+
+
+def _record_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def _load_record(part: Path) -> _PartRecord | None:
+    """The record beside ``part``, or None when it is missing or unreadable (then ``part`` restarts)."""
+    try:
+        raw = json.loads(_record_path(part).read_text(encoding="utf-8"))
+        record = _PartRecord(url=raw["url"], etag=raw["etag"], last_modified=raw["last_modified"], total=raw["total"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(record.url, str) or not (record.total is None or isinstance(record.total, int)):
+        return None
+    return record
+
+
+def _save_record(part: Path, record: _PartRecord) -> None:
+    """Write the record atomically (temp file, then rename): a killed job leaves the old one or the new one."""
+    write_json(_record_path(part), asdict(record))
+
+
+def _restart(part: Path, url: str, why: str) -> None:
+    """Drop ``part`` and its record: the next request downloads the whole file."""
+    log.info("download of %s: restarting %s from zero: %s", url, part.name, why)
+    _record_path(part).unlink(missing_ok=True)  # record first: a .part without a record is never resumed
+    part.unlink(missing_ok=True)
+
+
+def _discard(part: Path) -> None:
+    _record_path(part).unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
 # Download
 # --------------------------------------------------------------------------------------------
 def download(url: str, dest: Path, checksum: str | None, *, retries: int = 5, backoff_s: float = 1.0,
@@ -152,7 +222,8 @@ def download(url: str, dest: Path, checksum: str | None, *, retries: int = 5, ba
     Returns ``dest``. An existing ``dest`` that matches ``checksum`` (or any existing ``dest`` when
     ``checksum`` is None) is returned without a request. ``retries`` counts repeated attempts
     after the first; the counter starts again after an attempt that added bytes, so a flaky
-    multi-GB transfer that keeps progressing is not abandoned.
+    multi-GB transfer that keeps progressing is not abandoned. Without ``checksum`` the file's
+    size is checked against the size the server announced.
     """
     dest = Path(dest)
     expected = parse_checksum(checksum) if checksum is not None else None
@@ -187,7 +258,8 @@ def download(url: str, dest: Path, checksum: str | None, *, retries: int = 5, ba
     while True:
         size_before = _size(part)
         try:
-            _attempt(url, part, timeout_s=timeout_s, chunk_bytes=chunk_bytes, progress=progress, label=dest.name)
+            _attempt(url, part, checksum_given=expected is not None, timeout_s=timeout_s, chunk_bytes=chunk_bytes,
+                     progress=progress, label=dest.name)
             break
         except _Retryable as exc:
             if _size(part) > size_before:
@@ -196,7 +268,7 @@ def download(url: str, dest: Path, checksum: str | None, *, retries: int = 5, ba
                 kept = f"; the {_size(part)} bytes received so far are kept in {part} and a new run resumes" \
                     if _size(part) else ""
                 raise DataError(
-                    f"download of {url} failed after {failures + 1} attempt(s): {exc}{kept}. "
+                    f"download of {url} to {dest} failed after {failures + 1} attempt(s): {exc}{kept}. "
                     "Check the network and the URL, then run again."
                 ) from exc
             delay = backoff_s * 2 ** failures
@@ -210,12 +282,29 @@ def download(url: str, dest: Path, checksum: str | None, *, retries: int = 5, ba
         if actual != want:
             bad = dest.with_name(dest.name + ".mismatch")
             os.replace(part, bad)
+            _discard(part)
             raise DataError(
                 f"{dest.name} downloaded from {url} does not match its checksum: expected {algorithm}:{want}, "
                 f"actual {algorithm}:{actual}. The bytes are kept as {bad} for inspection. "
                 f"Delete {bad} and run again; if the source changed, update the checksum in params."
             )
+    else:
+        record = _load_record(part)
+        total, size = (record.total if record else None), _size(part)
+        if total is None:
+            log.warning("%s did not say how large %s is (no Content-Length): a cut transfer cannot be told from a "
+                        "complete one; give the file's checksum in params to verify it", url, dest)
+        elif size != total:  # a backstop: the transfer logic should have retried or restarted already
+            bad = dest.with_name(dest.name + ".mismatch")
+            os.replace(part, bad)
+            _discard(part)
+            raise DataError(
+                f"{dest.name} downloaded from {url} has the wrong size: expected {total} bytes (the size the server "
+                f"announced), received {size}. The bytes are kept as {bad} for inspection. Delete {bad} and run "
+                "again; give the file's checksum in params so that what is downloaded can be verified."
+            )
     os.replace(part, dest)
+    _discard(part)
     return dest
 
 
@@ -243,28 +332,59 @@ def _int_header(value: str | None) -> int | None:
         return None
 
 
-def _attempt(url: str, part: Path, *, timeout_s: float, chunk_bytes: int, progress: bool, label: str) -> None:
-    """One request: append to (206) or rewrite (200) ``part``; raise _Retryable on transient failure."""
+def _resumable(part: Path, url: str, offset: int, checksum_given: bool) -> _PartRecord | None:
+    """The record to resume ``part`` with, or None after restarting it (the reason is logged)."""
+    record = _load_record(part)
+    if record is None:
+        why = (f"it has no readable record {_record_path(part).name} of the version of the file its "
+               f"{offset} bytes came from, so they cannot be matched to what the server has now")
+    elif record.url != url:
+        why = f"its bytes came from {record.url}"
+    elif record.total is not None and offset > record.total:
+        why = f"it has {offset} bytes but the file had {record.total}"
+    elif record.validator is None and not checksum_given:
+        why = ("the server sent no ETag or Last-Modified, so a change of the file between two attempts cannot "
+               "be detected, and there is no checksum to catch a mix of two versions")
+    else:
+        return record
+    _restart(part, url, why)
+    return None
+
+
+def _attempt(url: str, part: Path, *, checksum_given: bool, timeout_s: float, chunk_bytes: int, progress: bool,
+             label: str) -> None:
+    """One request: append to (206, same version) or rewrite (200) ``part``; raise _Retryable on transient failure."""
     offset = _size(part)
+    record = _resumable(part, url, offset, checksum_given) if offset else None
+    if record is None:
+        offset = 0
     headers = {"User-Agent": _USER_AGENT, "Accept-Encoding": "identity"}
-    if offset:
+    if record is not None:
         headers["Range"] = f"bytes={offset}-"
+        if record.validator:
+            headers["If-Range"] = record.validator  # a changed file comes back whole (200), not as a range
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout_s)  # noqa: S310 (scheme checked)
     except urllib.error.HTTPError as exc:
-        status, content_range = exc.code, exc.headers.get("Content-Range") if exc.headers else None
+        status, reason, exc_headers = exc.code, exc.reason, exc.headers
         exc.close()
-        if status == 416 and offset:
-            _, total = _content_range(content_range)
-            if total is None or total == offset:
-                return  # the part is complete (or the server cannot say): the checksum decides
-            part.unlink()  # the part does not fit the remote file: start over
-            raise _Retryable(f"HTTP 416: {part.name} has {offset} bytes but the file has {total}; starting over") from exc
+        if status == 416 and record is not None:
+            _, total = _content_range(exc_headers.get("Content-Range") if exc_headers else None)
+            changed = record.changed(exc_headers.get("ETag"), exc_headers.get("Last-Modified")) if exc_headers else None
+            sizes = [t for t in (total, record.total) if t is not None]
+            if changed is None and sizes and all(t == offset for t in sizes):
+                if record.total is None:
+                    _save_record(part, replace(record, total=offset))
+                return  # the part is complete and still the server's version
+            why = changed or (f"{part.name} has {offset} bytes but the server's file has "
+                              f"{total if total is not None else 'an unknown number of'} bytes")
+            _restart(part, url, f"HTTP 416 to a resume: {why}")
+            raise _Retryable(f"HTTP 416: {why}; starting over") from exc
         if status >= 500 or status in _RETRY_STATUS:
-            raise _Retryable(f"HTTP {status} {exc.reason}") from exc
+            raise _Retryable(f"HTTP {status} {reason}") from exc
         raise DataError(
-            f"download of {url} failed: HTTP {status} {exc.reason}. Check the URL in params "
+            f"download of {url} failed: HTTP {status} {reason}. Check the URL in params "
             "(and whether the site needs registration or a login)."
         ) from exc
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
@@ -274,27 +394,49 @@ def _attempt(url: str, part: Path, *, timeout_s: float, chunk_bytes: int, progre
     with response:
         status = response.status
         length = _int_header(response.headers.get("Content-Length"))
-        if status == 206 and offset:
+        etag, last_modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        if status == 206 and record is not None:
             start, total = _content_range(response.headers.get("Content-Range"))
-            if start is not None and start != offset:
-                part.unlink()
-                raise _Retryable(f"server resumed at byte {start} instead of {offset}; starting over")
-            if total is None and length is not None:
+            if total is None and length is not None and start in (None, offset):
                 total = offset + length
+            why = None
+            if start is not None and start != offset:
+                why = f"the server resumed at byte {start} instead of {offset}"
+            elif changed := record.changed(etag, last_modified):
+                why = f"the file changed on the server ({changed}) although the range was answered"
+            elif record.total is not None and total is not None and total != record.total:
+                why = f"the file on the server now has {total} bytes, not {record.total} as when {part.name} began"
+            if why:
+                _restart(part, url, why)
+                raise _Retryable(f"{why}; starting over")
+            if record.total is None and total is not None:
+                record = replace(record, total=total)
+                _save_record(part, record)
+            total = record.total
             mode = "ab"
         elif 200 <= status < 300 and status != 206:
-            if offset:
-                log.info("%s ignores Range requests: downloading %s from the start", url, label)
+            if record is not None:
+                changed = record.changed(etag, last_modified)
+                why = (f"the file changed on the server ({changed})" if changed else
+                       "the server answered with the whole file (the file changed since the If-Range "
+                       "validator was recorded, or the server ignores Range requests)" if record.validator else
+                       "the server ignores Range requests")
+                log.info("download of %s: restarting %s from zero: %s", url, part.name, why)
             offset, total, mode = 0, length, "wb"
+            record = _PartRecord(url=url, etag=etag, last_modified=last_modified, total=length)
+            _discard(part)  # no record while the old bytes may still be there
         else:
             raise DataError(f"download of {url} failed: unexpected HTTP {status} "
                             f"({'partial content without a Range request' if status == 206 else 'status'}); "
                             f"delete {part} and run again")
 
         received = offset
+        overrun = False
         try:
             with open(part, mode) as f, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
                                              unit_divisor=1024, desc=label, disable=not progress, leave=False) as bar:
+                if mode == "wb":
+                    _save_record(part, record)  # the part is empty now: record which version it will hold
                 while True:
                     try:
                         chunk = response.read(chunk_bytes)
@@ -302,11 +444,18 @@ def _attempt(url: str, part: Path, *, timeout_s: float, chunk_bytes: int, progre
                         raise _Retryable(f"{type(exc).__name__} after {received} bytes: {exc}") from exc
                     if not chunk:
                         break
+                    if total is not None and received + len(chunk) > total:
+                        overrun = True  # never write past the size the transfer announced
+                        break
                     f.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
         except OSError as exc:  # local disk trouble, not the network
             raise DataError(f"cannot write {part}: {exc}; free disk space or fix permissions and run again") from exc
 
+    if overrun:
+        why = f"the server sent more than the {total} bytes it announced for the file"
+        _restart(part, url, why)
+        raise _Retryable(f"{why} (expected {total} bytes); starting over")
     if total is not None and received < total:
-        raise _Retryable(f"connection closed after {received} of {total} bytes")
+        raise _Retryable(f"connection closed after receiving {received} of the {total} bytes announced")

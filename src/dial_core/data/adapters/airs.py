@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from dial_core.data.archives import safe_extract_zip
 from dial_core.data.adapters._raster import Sources, check_options, integer_mask_source
+from dial_core.data.archives import archive_kind, extract_archive
 from dial_core.data.canonical import DatasetInfo, RasterSource
 from dial_core.errors import DataError
 
@@ -19,16 +19,17 @@ SUBSETS = ("train", "val", "test")
 
 
 def _dataset_root(root: Path, extract_dir: Path) -> Path:
-    """The folder holding train/ val/ test/, extracting a downloaded zip into ``extract_dir`` when
-    that is all there is."""
+    """The folder holding train/ val/ test/, extracting downloaded archives (zip, tar, tar.gz, ...)
+    into ``extract_dir`` when that is all there is."""
     for base in (root, extract_dir):
         for candidate in [base, *sorted(p for p in base.iterdir() if p.is_dir())] if base.is_dir() else []:
             if (candidate / "train" / "image").is_dir():
                 return candidate
-    archives = sorted(root.glob("*.zip")) if root.is_dir() else []
+    archives = sorted(p for p in root.iterdir() if p.is_file() and archive_kind(p) in ("zip", "tar")) \
+        if root.is_dir() else []
     if archives:
         for archive in archives:
-            safe_extract_zip(archive, extract_dir)
+            extract_archive(archive, extract_dir)
         for candidate in [extract_dir, *sorted(p for p in extract_dir.iterdir() if p.is_dir())]:
             if (candidate / "train" / "image").is_dir():
                 return candidate
