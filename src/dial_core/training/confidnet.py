@@ -9,10 +9,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dial_core.errors import TrainingError
 from dial_core.models.confidnet import ConfidNet, true_class_probability
 from dial_core.models.segmenter import Segmenter
 from dial_core.training.crops import ClickCropDataset, ClickPolicy, CropSource, annotate_with_prediction
+from dial_core.training.pretrain import DIVERGENCE_FACTOR, DivergenceGuard
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,16 @@ class ConfidNetConfig:
 def train_confidnet(
     segmenter: Segmenter, source: CropSource, policy: ClickPolicy, cfg: ConfidNetConfig, device: torch.device
 ) -> tuple[ConfidNet, list[float]]:
-    """Adam on MSE(confidence, TCP) over labelled pixels; returns the head and per-epoch losses."""
+    """Adam on MSE(confidence, TCP) over labelled pixels; returns the head and per-epoch losses.
+
+    A NaN or exploded loss (pretraining's guard with its default factor, ``DIVERGENCE_FACTOR``)
+    raises :class:`~dial_core.errors.TrainingError`.
+    """
     torch.manual_seed(cfg.seed)
     segmenter = segmenter.to(device).eval()  # frozen: only used under no_grad below
     head = ConfidNet(segmenter.feature_channels).to(device)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr)
+    guard = DivergenceGuard(DIVERGENCE_FACTOR, "ConfidNet loss", "lower confidnet.lr or check the labels")
     losses = []
     for epoch in range(cfg.epochs):
         data = ClickCropDataset(source, cfg.crop_size, cfg.crops_per_epoch, policy, cfg.seed + 1, epoch)
@@ -53,12 +58,13 @@ def train_confidnet(
                 tcp, valid = true_class_probability(logits, y)
             confidence = head(features)
             loss = ((confidence - tcp) ** 2)[valid].mean()
-            if not torch.isfinite(loss):
-                raise TrainingError(f"ConfidNet loss became {loss.item()} at epoch {epoch + 1}; lower confidnet.lr")
+            value = float(loss.detach())
+            guard.check(value, epoch)  # before the step: a diverged batch changes no weight
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total, count = total + float(loss.detach()) * len(x), count + len(x)
+            total, count = total + value * len(x), count + len(x)
         losses.append(total / max(count, 1))
+        guard.end_epoch(losses[-1])
         log.info("confidnet epoch %d/%d mse %.5f", epoch + 1, cfg.epochs, losses[-1])
     return head.eval(), losses
