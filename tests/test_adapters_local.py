@@ -416,10 +416,12 @@ def test_folder_errors(tmp_path):
         prepare_dataset("folder", {**base, "classes": [{"name": "a", "value": 0}, {"name": "b", "color": [1, 1, 1]}]}, "f")
     with pytest.raises(ConfigError, match=r"classes\[0\]\.color"):
         prepare_dataset("folder", {**base, "classes": [{"name": "a", "color": [0, 0, 300]}]}, "f")
-    # a colour mask while classes are given by value
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(masks / "lonely.png")
+    # a colour mask (R, G, B differ) while classes are given by value
+    colours = np.zeros((8, 8, 3), np.uint8)
+    colours[:3, :, 0] = 200
+    Image.fromarray(colours).save(masks / "lonely.png")
     info, sources, _ = prepare_dataset("folder", {**base, "classes": [{"name": "a", "value": 0}]}, "f")
-    with pytest.raises(DataError, match="given by value"):
+    with pytest.raises(DataError, match=r"lonely\.png.*24 pixels are not grey.*give the classes by color"):
         write_dataset(tmp_path / "out", info, sources)
 
 

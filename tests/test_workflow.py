@@ -70,7 +70,7 @@ def demo_run(tmp_path_factory) -> Path:
     return workdir
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_dag_produces_report(demo_run: Path) -> None:
     for figure in ("miou_vs_clicks.png", "miou_vs_patches.png"):
         path = demo_run / "reports" / "figures" / figure
@@ -80,7 +80,7 @@ def test_demo_dag_produces_report(demo_run: Path) -> None:
     assert 0.0 <= metrics["synthetic/linknet"]["val_miou"] <= 1.0
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_demo_tables_are_tidy(demo_run: Path) -> None:
     clicks = pd.read_csv(demo_run / "reports" / "tables" / "clicks.csv")
     patches = pd.read_csv(demo_run / "reports" / "tables" / "patches.csv")
@@ -95,14 +95,14 @@ def test_demo_tables_are_tidy(demo_run: Path) -> None:
     assert set(patches["acquisition"]) == {"entropy", "confidnet", "random"} and patches["step"].max() == 3
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_second_run_has_nothing_to_do(demo_run: Path) -> None:
     result = run_snakemake(demo_run, "-n", "--cores", "2")
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_training_resumed_from_its_checkpoint(demo_run: Path) -> None:
     model = demo_run / "data" / "models" / "pretrain" / "synthetic" / "linknet.pt"
     assert model.exists() and not model.with_name("linknet.state.pt").exists()  # final model supersedes state

@@ -3,7 +3,10 @@ runs the step on a canonical dataset folder. Scripts stay thin; tests call these
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +14,9 @@ import pandas as pd
 import torch
 
 from dial_core.clicks.sampling import balancing_weights
-from dial_core.data.canonical import DatasetInfo, class_shares, read_image, read_label
+from dial_core.data.canonical import DatasetInfo, class_shares, raster_shape, read_image, read_label
 from dial_core.data.splits import nested_subset
+from dial_core.data.tiling import fit_tiling, fit_window
 from dial_core.errors import DataError
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol, patch_protocol
 from dial_core.evaluation.validation import validation_scores
@@ -21,7 +25,9 @@ from dial_core.models.confidnet import ConfidNet
 from dial_core.models.segmenter import NetworkSpec, Segmenter
 from dial_core.training.confidnet import ConfidNetConfig, train_confidnet
 from dial_core.training.crops import ClickPolicy, raster_crop_source
-from dial_core.training.pretrain import PretrainConfig, pretrain
+from dial_core.training.pretrain import DIVERGENCE_FACTOR, PretrainConfig, data_identity, pretrain
+
+log = logging.getLogger(__name__)
 
 
 def network_spec(network: dict, info: DatasetInfo) -> NetworkSpec:
@@ -35,6 +41,11 @@ def network_spec(network: dict, info: DatasetInfo) -> NetworkSpec:
 def _samples(root: Path, ids: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     for image_id in ids:
         yield read_image(root, image_id), read_label(root, image_id)
+
+
+def inference_tiling(root: Path, ids: Sequence[str], tiling: dict) -> tuple[int, int]:
+    """``tiling`` (size, overlap) fitted to the images ``ids`` will be predicted on (see :func:`fit_tiling`)."""
+    return fit_tiling(tiling["size"], tiling["overlap"], {i: raster_shape(root, i) for i in ids})
 
 
 def pretrain_network(
@@ -55,12 +66,18 @@ def pretrain_network(
         weight_decay=train["weight_decay"], milestones=tuple(train["milestones"]), gamma=train["gamma"],
         checkpoint_every=train["checkpoint_every"], seed=seed,
         workers=threads if device.type == "cuda" else 0, mixed_precision=train["mixed_precision"],
+        divergence_factor=train.get("divergence_factor", DIVERGENCE_FACTOR),
     )
-    model, losses = pretrain(spec, raster_crop_source(root, train_ids), policy, cfg, device, state_path)
-    scores = validation_scores(model, _samples(root, split["val"]), info.class_names, tiling["size"], tiling["overlap"])
+    source = raster_crop_source(root, train_ids)
+    # images smaller than the crop / window: the sizes actually used fit them (and are recorded)
+    cfg = dataclasses.replace(cfg, crop_size=fit_window(cfg.crop_size, dict(zip(train_ids, source.shapes)), "pretrain.crop_size"))
+    window, overlap = inference_tiling(root, split["val"], tiling)  # before training: a tiny image fails fast
+    model, losses = pretrain(spec, source, policy, cfg, device, state_path, data=data_identity(info.name, train_ids, info.checksums))
+    scores = validation_scores(model, _samples(root, split["val"]), info.class_names, window, overlap)
     return model, {
         "val_miou": scores["miou"], "val_accuracy": scores["accuracy"], "val_iou": scores["iou"],
         "final_loss": losses[-1] if losses else None, "epochs": cfg.epochs, "train_images": len(train_ids),
+        "crop_size": cfg.crop_size, "inference_window": window, "inference_overlap": overlap,
         "train_class_shares": dict(zip(info.class_names, map(float, shares))), "network_definition": network,
     }
 
@@ -70,10 +87,12 @@ def train_confidnet_step(root: Path, info: DatasetInfo, split: dict, segmenter: 
     shares = class_shares(root, split["train"], info.n_classes, info.ignore_index)
     policy = ClickPolicy(params["click_probability"], train["max_clicks"], balancing_weights(shares, True),
                          segmenter.spec.click_encoder())
-    cfg = ConfidNetConfig(params["epochs"], params["crops_per_epoch"], train["crop_size"], params["batch_size"], params["lr"], seed,
+    source = raster_crop_source(root, split["train"])
+    crop = fit_window(train["crop_size"], dict(zip(split["train"], source.shapes)), "pretrain.crop_size")
+    cfg = ConfidNetConfig(params["epochs"], params["crops_per_epoch"], crop, params["batch_size"], params["lr"], seed,
                           workers=threads if device.type == "cuda" else 0)
-    head, losses = train_confidnet(segmenter, raster_crop_source(root, split["train"]), policy, cfg, device)
-    return head, {"final_mse": losses[-1], "epochs": cfg.epochs}
+    head, losses = train_confidnet(segmenter, source, policy, cfg, device)
+    return head, {"final_mse": losses[-1], "epochs": cfg.epochs, "crop_size": crop}
 
 
 def interaction_config(method: str, evaluation: dict, tiling: dict) -> InteractionConfig:
@@ -92,18 +111,48 @@ def _tidy(rows: list[dict], **keys) -> pd.DataFrame:
     return frame
 
 
-def evaluate_clicks(root: Path, info: DatasetInfo, val_ids: list[str], model: Segmenter, method: str, evaluation: dict, tiling: dict, seed: int, network: str, train_dataset: str | None = None) -> pd.DataFrame:
-    """The DISIR / DISCA click protocol on every validation image, as one tidy table.
+def _evaluation_setup(root: Path, info: DatasetInfo, val_ids: Sequence[str], images: Sequence[str] | None,
+                      method: str, evaluation: dict, tiling: dict, what: str) -> tuple[InteractionConfig, list[str], list[int]]:
+    """The interaction config with the inference window fitted to every validation image, the
+    images to evaluate and their positions in ``val_ids`` (which seed their generators): neither
+    the window nor an image's rows depend on which subset ``evaluation.max_images`` selected."""
+    images = list(val_ids) if images is None else list(images)
+    index = {image_id: i for i, image_id in enumerate(val_ids)}
+    unknown = [i for i in images if i not in index]
+    if unknown:
+        raise DataError(f"{what}: images {', '.join(unknown[:5])} are not validation images of {info.name}; "
+                        "re-run the evaluation_images rule after a new split")
+    window, overlap = inference_tiling(root, val_ids, tiling)
+    log.info("%s on %s: %d of %d validation images, inference window %d px, overlap %d px",
+             what, info.name, len(images), len(val_ids), window, overlap)
+    return interaction_config(method, evaluation, {**tiling, "size": window, "overlap": overlap}), images, [index[i] for i in images]
 
+
+def _progress(what: str, done: int, total: int, image_id: str, shape: tuple[int, ...], rows: list[dict], unit: str, began: float, start: float) -> None:
+    """One log line per evaluated image: long evaluations show where they are in the rule's log."""
+    placed = sum(r["click_row"] >= 0 for r in rows[1:])  # the simulated user may find nothing to click
+    log.info("%s: image %d/%d %s (%d×%d): %d %s done, %d clicks placed, mIoU %.3f → %.3f, %.1f s (%.1f s elapsed)",
+             what, done, total, image_id, shape[0], shape[1], len(rows) - 1, unit, placed,
+             rows[0]["miou"], rows[-1]["miou"], time.perf_counter() - began, time.perf_counter() - start)
+
+
+def evaluate_clicks(root: Path, info: DatasetInfo, val_ids: list[str], model: Segmenter, method: str, evaluation: dict, tiling: dict, seed: int, network: str, train_dataset: str | None = None, images: Sequence[str] | None = None) -> pd.DataFrame:
+    """The DISIR / DISCA click protocol on the validation images, as one tidy table.
+
+    ``images`` is the evaluated subset of ``val_ids`` (``evaluation.max_images``; default all).
     ``train_dataset`` names the dataset the network was trained on when it differs from ``info``
     (domain adaptation); the table then carries it as a column.
     """
-    cfg = interaction_config(method, evaluation, tiling)
+    what = f"clicks {network}/{method}"
+    cfg, images, positions = _evaluation_setup(root, info, val_ids, images, method, evaluation, tiling, what)
     frames = []
-    for index, (image, label) in enumerate(_samples(root, val_ids)):
-        rng = np.random.default_rng([seed, index])
+    start = time.perf_counter()
+    for index, (image, label) in enumerate(_samples(root, images)):
+        began = time.perf_counter()
+        rng = np.random.default_rng([seed, positions[index]])
         rows = click_protocol(model, image, label, info.class_names, evaluation["clicks"]["n_clicks"], cfg, rng)
-        frames.append(_tidy(rows, protocol="clicks", dataset=info.name, image=val_ids[index], model=network, method=method,
+        _progress(what, index + 1, len(images), images[index], label.shape, rows, "clicks", began, start)
+        frames.append(_tidy(rows, protocol="clicks", dataset=info.name, image=images[index], model=network, method=method,
                             agent=cfg.agent, acquisition="none", encoding=model.spec.encoding, seed=seed))
     table = pd.concat(frames, ignore_index=True)
     if train_dataset is not None:
@@ -120,14 +169,18 @@ def check_transferable(source: DatasetInfo, target: DatasetInfo) -> None:
         )
 
 
-def evaluate_patches(root: Path, info: DatasetInfo, val_ids: list[str], model: Segmenter, confidnet: ConfidNet | None, method: str, acquisition: str, evaluation: dict, tiling: dict, seed: int, network: str) -> pd.DataFrame:
-    """DIAL's patch protocol on every validation image for one (method, acquisition)."""
-    cfg = interaction_config(method, evaluation, tiling)
+def evaluate_patches(root: Path, info: DatasetInfo, val_ids: list[str], model: Segmenter, confidnet: ConfidNet | None, method: str, acquisition: str, evaluation: dict, tiling: dict, seed: int, network: str, images: Sequence[str] | None = None) -> pd.DataFrame:
+    """DIAL's patch protocol on the validation images for one (method, acquisition); ``images`` as in :func:`evaluate_clicks`."""
+    what = f"patches {network}/{method}/{acquisition}"
+    cfg, images, positions = _evaluation_setup(root, info, val_ids, images, method, evaluation, tiling, what)
     patches = evaluation["patches"]
     frames = []
-    for index, (image, label) in enumerate(_samples(root, val_ids)):
-        rng = np.random.default_rng([seed, index])
+    start = time.perf_counter()
+    for index, (image, label) in enumerate(_samples(root, images)):
+        began = time.perf_counter()
+        rng = np.random.default_rng([seed, positions[index]])
         rows = patch_protocol(model, image, label, info.class_names, patches["size"], acquisition, cfg, rng, confidnet, patches["max_patches"])
-        frames.append(_tidy(rows, protocol="patches", dataset=info.name, image=val_ids[index], model=network, method=method,
+        _progress(what, index + 1, len(images), images[index], label.shape, rows, "patches", began, start)
+        frames.append(_tidy(rows, protocol="patches", dataset=info.name, image=images[index], model=network, method=method,
                             agent=cfg.agent, acquisition=acquisition, encoding=model.spec.encoding, seed=seed))
     return pd.concat(frames, ignore_index=True)

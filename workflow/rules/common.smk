@@ -1,21 +1,46 @@
 # Helpers shared by the rule files: validated params, output paths, code dependencies.
 import os
+import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works before `pip install -e .` too
 
 from dial_core.cli import exit_on_config_error
-from dial_core.config import load_schema, validate_params
+from dial_core.config import command_line_layers, load_schema, validate_params
+from dial_core.data.adapters import SOURCE_OPTIONS, source_files
 from dial_core.studies import expand_networks
 
-with exit_on_config_error():
-    validate_params(config, load_schema(Path(workflow.basedir) / "workflow/schemas/params.schema.yaml"))
+with exit_on_config_error():  # each violation names the file that set its key: params.yaml, an overlay, --config
+    validate_params(
+        config,
+        load_schema(Path(workflow.basedir) / "workflow/schemas/params.schema.yaml"),
+        layers=lambda: command_line_layers(
+            workflow.configfiles,
+            workflow.config_settings.configfiles,
+            workflow.config_settings.config,
+            workflow.config_settings.replace_workflow_config,
+        ),
+    )
 
 DATASET = config["dataset"]["name"]  # the dataset networks are trained (and mainly evaluated) on
 TRANSFER = config["transfer"]
+
+
+class _Datasets(dict):
+    """DATASETS[name] for a name params do not define (a target such as data/processed/nosuch/...)
+    stops with one line naming it and the known ones. A KeyError in an input function would reach
+    the user as Snakemake's InputFunctionException with a traceback; SystemExit passes through."""
+
+    def __missing__(self, name):
+        raise SystemExit(
+            f"error: unknown dataset {name!r} in a requested file; this run's datasets are {', '.join(self)} "
+            "(dataset.name and transfer.targets[*].name in params.yaml and the --configfile overlays)"
+        )
+
+
 # every dataset the run prepares: the main one and the transfer targets (domain adaptation)
-DATASETS = {DATASET: config["dataset"], **{d["name"]: d for d in TRANSFER["targets"]}}
+DATASETS = _Datasets({DATASET: config["dataset"], **{d["name"]: d for d in TRANSFER["targets"]}})
 TRANSFER_TARGETS = [d["name"] for d in TRANSFER["targets"]]
 with exit_on_config_error():
     ALL_NETWORKS, STUDY_ENTRIES = expand_networks(config["pretrain"])
@@ -28,6 +53,10 @@ NEEDS_CONFIDNET = "confidnet" in ACQUISITIONS
 
 PROCESSED = "data/processed/{dataset}"
 MODELS = "data/models"
+# Only the files params list under `downloads` are made by the download rule; a user's own raw
+# file in data/raw/<dataset>/ must never look like one (it is an input, not a job).
+DOWNLOAD_FILES = sorted({d["file"] for ds in DATASETS.values() for d in (ds.get(ds["adapter"]) or {}).get("downloads", [])})
+DOWNLOAD_FILE_PATTERN = "|".join(re.escape(f) for f in DOWNLOAD_FILES) or "(?!)"  # (?!) never matches
 
 
 wildcard_constraints:
@@ -36,7 +65,7 @@ wildcard_constraints:
     network="[A-Za-z0-9_-]+",
     method="ac|disca",
     acquisition="entropy|confidnet|random",
-    file="[^/]+",
+    file=DOWNLOAD_FILE_PATTERN,
 
 
 def code(*packages):
@@ -55,13 +84,13 @@ def adapter_name(wildcards):
 
 
 def adapter_options(wildcards):
-    """The adapter options of the dataset being prepared; raw files default to data/raw/<dataset>."""
+    """The adapter options of the dataset being prepared; a raw folder (`path`) defaults to data/raw/<dataset>."""
     definition = DATASETS[wildcards.dataset]
     adapter = definition["adapter"]
-    options = dict(definition.get(adapter, {}))
+    options = dict(definition.get(adapter) or {})
     if adapter == "synthetic":
         options["seed"] = config["seed"]
-    else:
+    elif "path" in SOURCE_OPTIONS[adapter]:
         if not options.get("path"):
             options["path"] = f"data/raw/{wildcards.dataset}"
         if adapter in ("inria", "airs", "potsdam") and not options.get("extract_dir"):
@@ -71,12 +100,43 @@ def adapter_options(wildcards):
 
 def _downloads(dataset):
     definition = DATASETS[dataset]
-    return {d["file"]: d for d in definition.get(definition["adapter"], {}).get("downloads", [])}
+    return {d["file"]: d for d in (definition.get(definition["adapter"]) or {}).get("downloads", [])}
 
 
 def raw_downloads(wildcards):
     """Files the download rule fetches before the adapter runs (INRIA parts, an AIRS zip ...)."""
     return [f"data/raw/{wildcards.dataset}/{name}" for name in _downloads(wildcards.dataset)]
+
+
+def raw_inputs(wildcards):
+    """Downloads plus every file already in the adapter's source folders: editing, adding or removing
+    a raw file re-prepares the dataset (Snakemake's mtime and input-set triggers)."""
+    downloads = raw_downloads(wildcards)
+    present = source_files(DATASETS[wildcards.dataset]["adapter"], adapter_options(wildcards))
+    listed = {os.path.normpath(f) for f in downloads}
+    return downloads + [str(f) for f in present if os.path.normpath(f) not in listed]
+
+
+def split_settings(dataset):
+    """`split` for one dataset: the run's split, with a transfer target's own `split` keys on top
+    (e.g. AIRS split predefined, its Potsdam target split at random)."""
+    return {**config["split"], **(DATASETS[dataset].get("split") or {})}
+
+
+def split_params(wildcards):
+    return split_settings(wildcards.dataset)
+
+
+def split_blocks(wildcards):
+    """split.blocks when the dataset's split is spatial (the preparation cuts the blocks), else None."""
+    settings = split_settings(wildcards.dataset)
+    return settings["blocks"] if settings["mode"] == "blocks" else None
+
+
+def split_inputs(wildcards):
+    """The validation list file, when the split reads one (editing it re-splits)."""
+    settings = split_settings(wildcards.dataset)
+    return [settings["val_list"]] if settings["mode"] == "list" and settings.get("val_list") else []
 
 
 def download_param(key):

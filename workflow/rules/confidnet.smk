@@ -9,7 +9,7 @@ rule confidnet:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
         segmenter=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
-        code=code("clicks", "data", "models", "training", "torchvision_compat"),
+        code=code("clicks", "data", "models", "training", "torchvision_compat", "steps"),
     params:
         confidnet=config["confidnet"],
         train=config["pretrain"],

@@ -25,11 +25,12 @@ rule prepare_dataset:
         images=directory(f"{PROCESSED}/images"),
         labels=directory(f"{PROCESSED}/labels"),
     input:
-        raw=raw_downloads,
+        raw=raw_inputs,
         code=code("data", "data/adapters"),
     params:
         adapter=adapter_name,
         options=adapter_options,
+        blocks=split_blocks,
     log:
         "logs/{dataset}/prepare.log",
     threads: 1
@@ -44,10 +45,11 @@ rule split:
         f"{PROCESSED}/split.json",
     input:
         info=f"{PROCESSED}/dataset.json",
+        val_list=split_inputs,
         code=code("data"),
     params:
-        mode=config["split"]["mode"],
-        val_fraction=config["split"]["val_fraction"],
+        split=split_params,
+        blocks=split_blocks,
         seed=config["seed"],
     log:
         "logs/{dataset}/split.log",

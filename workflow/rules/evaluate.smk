@@ -1,12 +1,33 @@
 # Simulated interactive evaluations on the validation images; each writes a tidy table.
 
 
+rule evaluation_images:
+    """The validation images of {dataset} the evaluations run on: all, or a seeded selection of
+    evaluation.max_images (large folders), recorded so every table of a run uses the same images."""
+    output:
+        "reports/tables/evaluation_images/{dataset}.json",
+    input:
+        split=f"{PROCESSED}/split.json",
+        code=code("evaluation/selection"),
+    params:
+        max_images=config["evaluation"]["max_images"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/evaluation_images.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+    script:
+        "../scripts/select_images.py"
+
+
 rule evaluate_clicks:
     output:
         "reports/tables/clicks/{dataset}/{network}/{method}.csv",
     input:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
+        images="reports/tables/evaluation_images/{dataset}.json",
         model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
     params:
@@ -31,6 +52,7 @@ rule evaluate_patches:
     input:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
+        images="reports/tables/evaluation_images/{dataset}.json",
         model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
         confidnet=confidnet_input,
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
@@ -64,6 +86,7 @@ rule evaluate_transfer:
     input:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
+        images="reports/tables/evaluation_images/{dataset}.json",
         source_info="data/processed/{source}/dataset.json",
         model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),

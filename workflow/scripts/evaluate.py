@@ -16,10 +16,11 @@ def main() -> None:
     root = Path(sm.input.info).parent
     info = load_info(root)
     val_ids = json.loads(Path(sm.input.split).read_text())["val"]
+    images = json.loads(Path(sm.input.images).read_text())["images"]  # the recorded selection (evaluation.max_images)
     device = pick_device()
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(device)
     common = dict(evaluation=sm.params.evaluation, tiling=sm.params.tiling,
-                  seed=sm.params.seed, network=sm.wildcards.network)
+                  seed=sm.params.seed, network=sm.wildcards.network, images=images)
     if "acquisition" in sm.wildcards.keys():
         confidnet = confidnet_from_state(load_checkpoint(sm.input.confidnet)).to(device) if sm.input.confidnet else None
         table = evaluate_patches(root, info, val_ids, model, confidnet, sm.wildcards.method, sm.wildcards.acquisition, **common)

@@ -17,8 +17,9 @@ def main() -> None:
     check_transferable(source, info)
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(pick_device())
     val_ids = json.loads(Path(sm.input.split).read_text())["val"]
+    images = json.loads(Path(sm.input.images).read_text())["images"]  # the recorded selection (evaluation.max_images)
     table = evaluate_clicks(root, info, val_ids, model, sm.wildcards.method, sm.params.evaluation, sm.params.tiling,
-                            sm.params.seed, sm.wildcards.network, train_dataset=sm.wildcards.source)
+                            sm.params.seed, sm.wildcards.network, train_dataset=sm.wildcards.source, images=images)
     write_csv(sm.output[0], table)
 
 

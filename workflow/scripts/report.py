@@ -7,8 +7,8 @@ import pandas as pd
 from dial_core.atomic import atomic_path, write_json, write_text
 from dial_core.cli import run_step
 from dial_core.report.figures import miou_vs_clicks, miou_vs_patches
-from dial_core.report.summaries import click_summary, patch_summary
 from dial_core.report.markdown import summary_markdown
+from dial_core.report.summaries import click_summary, patch_summary
 
 
 def main() -> None:

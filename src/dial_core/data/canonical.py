@@ -54,6 +54,11 @@ class DatasetInfo:
     # Predefined split groups the adapter knows (e.g. Potsdam's official {"train", "test"} tiles);
     # the split step draws train/val inside "train". Empty when the adapter knows none.
     groups: dict[str, list[str]] = field(default_factory=dict)
+    # Where the ground sampling distance comes from: "GeoTIFF transform (<CRS>)", a params key,
+    # or the adapter's published value; None when unknown.
+    ground_sampling_distance_from: str | None = None
+    # Spatial blocks (split.mode: blocks): block id -> {scene, row_off, col_off, height, width}.
+    blocks: dict[str, dict] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
@@ -183,6 +188,48 @@ def _write_source(root: Path, source: RasterSource, info: DatasetInfo) -> np.nda
     return counts
 
 
+def georeferenced_gsd(transform: Affine | None, crs) -> float | None:
+    """Pixel size in metres from a GeoTIFF grid when its CRS is projected (feet are converted); else None.
+
+    Geographic CRSs (degrees) and grids without a CRS say nothing about metres. (Web Mercator's
+    "metres" grow with latitude; such data should give dataset.folder.gsd_m and be reprojected.)
+    """
+    if transform is None or crs is None:
+        return None
+    crs = CRS.from_user_input(crs)
+    if not crs.is_projected:
+        return None
+    x, y = abs(transform.a), abs(transform.e)
+    if transform.b or transform.d or x <= 0:
+        return None  # rotated grids: no single pixel size
+    return float((x + y) / 2 if y else x) * float(crs.linear_units_factor[1])
+
+
+def _settle_gsd(info: DatasetInfo, measured: dict[str, float], unmeasured: list[str]) -> None:
+    """The transform's ground resolution wins when every image has one; otherwise the given one."""
+    given, given_from = info.ground_sampling_distance_m, info.ground_sampling_distance_from or "the adapter"
+    if not measured:
+        if given is None:
+            log.info("ground sampling distance unknown: no projected CRS in the images and none given (dataset.folder.gsd_m)")
+        return
+    values = np.array(list(measured.values()))
+    gsd = float(np.median(values))
+    if values.max() > 1.01 * values.min():
+        log.warning("images have different pixel sizes (%.4g to %.4g m); dataset.json records the median %.4g m",
+                    values.min(), values.max(), gsd)
+    if unmeasured:
+        log.warning("%d image(s) (%s) have no projected CRS; their ground resolution is assumed to be %.4g m",
+                    len(unmeasured), ", ".join(unmeasured[:3]), gsd)
+    if given is not None and abs(given - gsd) <= 0.01 * gsd:
+        info.ground_sampling_distance_from = f"{given_from} (the GeoTIFF transform agrees)"
+        return
+    if given is not None:
+        log.warning("the GeoTIFF transform gives %.4g m per pixel but %s says %.4g m; dataset.json records the transform's",
+                    gsd, given_from, given)
+    info.ground_sampling_distance_m = float(f"{gsd:.9g}")  # no float noise from the transform's arithmetic
+    info.ground_sampling_distance_from = "GeoTIFF transform (projected CRS)"
+
+
 def _checksum_key(path: Path, parent: Path | None) -> str:
     if parent is not None:
         try:
@@ -208,6 +255,8 @@ def write_dataset(
     seen: set[str] = set()
     source_digests: dict[Path, str] = {}
     unsourced: list[str] = []  # ids of sources that name no source file: their written files are hashed
+    measured_gsd: dict[str, float] = {}
+    unmeasured: list[str] = []
     if total is None and hasattr(samples, "__len__"):
         total = len(samples)  # type: ignore[arg-type]
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):  # adapters' reads run inside, under the same cap
@@ -221,6 +270,9 @@ def write_dataset(
             if source.height < 1 or source.width < 1:
                 raise DataError(f"image {source.image_id}: empty raster ({source.height}×{source.width})")
             seen.add(source.image_id)
+            gsd = georeferenced_gsd(source.transform, source.crs)
+            measured_gsd.update({source.image_id: gsd} if gsd is not None else {})
+            unmeasured += [] if gsd is not None else [source.image_id]
             counts += _write_source(root, source, info)
             if not source.source_files:
                 unsourced.append(source.image_id)
@@ -246,6 +298,7 @@ def write_dataset(
         for kind in ("images", "labels"):
             checksums[f"{kind}/{image_id}.tif"] = _sha256(root / kind / f"{image_id}.tif")
     info.checksums = checksums
+    _settle_gsd(info, measured_gsd, unmeasured)
     write_json(root / "dataset.json", asdict(info))
     return info
 

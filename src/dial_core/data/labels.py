@@ -107,10 +107,10 @@ def rgb_to_index(rgb: np.ndarray, palette: Mapping[tuple[int, int, int], int], w
     return index
 
 
-def values_to_index(values: np.ndarray, mapping: Mapping[int, int], where: str) -> np.ndarray:
+def values_to_index(values: np.ndarray, mapping: Mapping[int, int], where: str, hint: str = HINT) -> np.ndarray:
     """(h, w) integer mask -> (h, w) uint8 class ids through ``mapping`` (value -> id or 255).
 
-    E.g. INRIA's 0/255 masks with ``{0: 0, 255: 1}``.
+    E.g. INRIA's 0/255 masks with ``{0: 0, 255: 1}``. ``hint`` ends the error for unknown values.
     """
     values = np.asarray(values)
     if values.ndim != 2:
@@ -131,5 +131,5 @@ def values_to_index(values: np.ndarray, mapping: Mapping[int, int], where: str) 
     index, found = _lookup(keys, table_keys, table_values)
     if not found.all():
         report = _unknown_report(keys[~found], lambda v: f"value {int(v)}", "value", "value mapping")
-        raise DataError(f"{where}: {report}; {HINT}")
+        raise DataError(f"{where}: {report}; {hint}")
     return index

@@ -1,10 +1,25 @@
-"""Seeded train/validation split of the training pool (the papers' 80/20)."""
+"""Train/validation splits: the papers' seeded 80/20, and the splits a researcher's own data needs
+(a list of validation images, scene-level groups from a file-name pattern, spatial blocks)."""
 
 from __future__ import annotations
+
+import re
+from pathlib import PurePath
 
 import numpy as np
 
 from dial_core.errors import ConfigError
+
+MODES = ("random", "predefined", "list", "blocks")
+ONE_IMAGE_HELP = (
+    "cut a large scene into spatial blocks (split.mode: blocks, split.blocks.size / buffer), list validation images "
+    "(split.mode: list, split.val_list), or give a validation folder (dataset.folder.val_images, split.mode: predefined)"
+)
+
+
+def _n_val(n: int, val_fraction: float) -> int:
+    """n · val_fraction rounded half up, at least one and leaving at least one for training."""
+    return min(max(1, int(np.floor(n * val_fraction + 0.5))), n - 1)
 
 
 def split_train_val(image_ids: list[str], val_fraction: float, seed: int) -> dict[str, list[str]]:
@@ -16,8 +31,8 @@ def split_train_val(image_ids: list[str], val_fraction: float, seed: int) -> dic
         raise ConfigError(f"split.val_fraction = {val_fraction}: must lie strictly between 0 and 1")
     ids = sorted(image_ids)
     if len(ids) < 2:
-        raise ConfigError(f"a split needs at least 2 images, the dataset has {len(ids)}; generate more images")
-    n_val = min(max(1, int(np.floor(len(ids) * val_fraction + 0.5))), len(ids) - 1)  # half rounds up
+        raise ConfigError(f"a train/validation split needs at least 2 images, the dataset has {len(ids)}; {ONE_IMAGE_HELP}")
+    n_val = _n_val(len(ids), val_fraction)
     order = np.random.default_rng(seed).permutation(len(ids))
     val = sorted(ids[i] for i in order[:n_val])
     train = sorted(ids[i] for i in order[n_val:])
@@ -34,17 +49,109 @@ def nested_subset(train_ids: list[str], fraction: float, seed: int) -> list[str]
     return sorted(ids[i] for i in order[:count])
 
 
-def make_split(groups: dict[str, list[str]], mode: str, val_fraction: float, seed: int) -> dict[str, list[str]]:
-    """``random``: seeded 80/20 of ``groups['train']`` (the papers' protocol; Potsdam 24 → 19/5).
-    ``predefined``: the adapter's own train/val groups (INRIA cities 1–5, AIRS train/val).
-    Other groups (e.g. Potsdam's official ``test`` tiles) are carried along unchanged."""
+def group_key(image_id: str, pattern: str) -> str:
+    """The scene an image belongs to: the first capture group of ``pattern`` (or its whole match)."""
+    try:
+        match = re.search(pattern, image_id)
+    except re.error as err:
+        raise ConfigError(f"split.group_pattern = {pattern!r} is not a regular expression ({err})") from None
+    if match is None:
+        raise ConfigError(
+            f"split.group_pattern = {pattern!r} does not match image {image_id!r}; write a pattern every image id "
+            "matches, e.g. '^(.*)_\\d+$' for <scene>_<n> (ids are file stems)"
+        )
+    return match.group(1) if match.re.groups else match.group(0)
+
+
+def grouped_split(image_ids: list[str], val_fraction: float, seed: int, pattern: str) -> dict:
+    """Seeded split of whole groups (scenes), so neighbouring chips of one scene never straddle train and val.
+
+    Groups are drawn in a seeded order until the validation images reach n · val_fraction (rounded
+    half up); at least one group stays on each side.
+    """
+    groups: dict[str, list[str]] = {}
+    for image_id in sorted(image_ids):
+        groups.setdefault(group_key(image_id, pattern), []).append(image_id)
+    if len(groups) < 2:
+        raise ConfigError(
+            f"split.group_pattern = {pattern!r} puts all {len(image_ids)} images into one group "
+            f"({next(iter(groups), '')!r}); a split needs at least 2 groups — or {ONE_IMAGE_HELP}"
+        )
+    keys = sorted(groups)
+    target = _n_val(len(image_ids), val_fraction)
+    val_keys: list[str] = []
+    taken = 0
+    for index in np.random.default_rng(seed).permutation(len(keys)):
+        if taken >= target or len(val_keys) == len(keys) - 1:
+            break
+        val_keys.append(keys[index])
+        taken += len(groups[keys[index]])
+    val = sorted(i for k in val_keys for i in groups[k])
+    train = sorted(i for k in keys if k not in val_keys for i in groups[k])
+    grouping = {"pattern": pattern, "val_groups": sorted(val_keys), "train_groups": sorted(set(keys) - set(val_keys))}
+    return {"train": train, "val": val, "grouping": grouping}
+
+
+def listed_split(image_ids: list[str], val_names: list[str], source: str) -> dict[str, list[str]]:
+    """Validation = the images named in a list (ids or file names, e.g. ``chip_03.tif``); the rest train."""
+    from dial_core.data.adapters._raster import safe_id  # the ids adapters derive from file stems
+
+    ids = set(image_ids)
+    val, unknown = set(), []
+    for name in val_names:
+        candidates = [name, safe_id(PurePath(name).stem), safe_id(PurePath(name).name)]
+        match = next((c for c in candidates if c in ids), None)
+        val.add(match) if match else unknown.append(name)
+    if unknown:
+        raise ConfigError(
+            f"{source} names {len(unknown)} image(s) the dataset does not have ({', '.join(unknown[:5])}); "
+            f"known ids look like {', '.join(sorted(ids)[:3])}"
+        )
+    if not val:
+        raise ConfigError(f"{source} names no image; list one validation image id or file name per line")
+    if val == ids:
+        raise ConfigError(f"{source} names every image of the dataset; leave at least one for training")
+    return {"train": sorted(ids - val), "val": sorted(val)}
+
+
+def make_split(
+    groups: dict[str, list[str]], mode: str, val_fraction: float, seed: int, *,
+    group_pattern: str | None = None, val_names: list[str] | None = None, val_list: str = "split.val_list",
+) -> dict[str, list[str]]:
+    """``random``: seeded 80/20 of ``groups['train']`` (the papers' protocol; Potsdam 24 → 19/5), by
+    scene when ``group_pattern`` is given. ``predefined``: the adapter's own train/val groups (a
+    validation folder, INRIA cities 1–5, AIRS train/val). ``list``: ``val_names`` (read from the file
+    ``val_list``) are the validation images. ``blocks``: a seeded split of the spatial blocks the
+    preparation cut (their ids are the images). Other groups (e.g. Potsdam's official ``test`` tiles)
+    are carried along unchanged."""
     if "train" not in groups:
         raise ConfigError(f"the dataset offers no 'train' group (groups: {', '.join(groups) or 'none'})")
     extra = {k: v for k, v in groups.items() if k not in ("train", "val")}
-    if mode == "random":
+    if group_pattern and mode != "random":
+        raise ConfigError(f"split.group_pattern applies to split.mode: random only (mode is {mode}); set it to null")
+    if mode != "predefined" and groups.get("val"):
+        raise ConfigError(
+            f"the dataset defines its own validation images ({len(groups['val'])}, e.g. dataset.folder.val_images or "
+            f"inria.split: cities_1_5), but split.mode is {mode}, which would leave them out; set split.mode: predefined"
+        )
+    if mode in ("random", "blocks"):
+        if group_pattern and mode == "random":
+            return {**grouped_split(groups["train"], val_fraction, seed, group_pattern), **extra}
         return {**split_train_val(groups["train"], val_fraction, seed), **extra}
     if mode == "predefined":
         if not groups.get("val"):
-            raise ConfigError("split.mode = predefined, but the dataset has no predefined 'val' group; use split.mode: random")
+            raise ConfigError(
+                "split.mode = predefined, but the dataset has no predefined 'val' group (give dataset.folder.val_images, "
+                "or use split.mode: random / list / blocks)"
+            )
         return {"train": sorted(groups["train"]), "val": sorted(groups["val"]), **extra}
-    raise ConfigError(f"split.mode = {mode!r}: choose random or predefined")
+    if mode == "list":
+        if val_names is None:
+            raise ConfigError("split.mode = list needs split.val_list: a text file with one validation image per line")
+        return {**listed_split(groups["train"], val_names, val_list), **extra}
+    raise ConfigError(f"split.mode = {mode!r}: choose one of {', '.join(MODES)}")
+
+
+def read_name_list(text: str) -> list[str]:
+    """Names from a list file: one per line, blank lines and ``#`` comments ignored."""
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]

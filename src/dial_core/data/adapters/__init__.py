@@ -4,11 +4,16 @@ Every adapter module exposes ``prepare(options, name) -> (DatasetInfo, Iterator[
 groups)``: the dataset description, a lazy stream of sources (nothing is read before
 :func:`dial_core.data.canonical.write_dataset` asks for it, window by window), and the predefined
 split groups the adapter knows, e.g. ``{"train": [...], "test": [...]}`` (image ids).
+
+``SOURCE_OPTIONS`` names, per adapter, the options that point at the raw files it reads, so the
+workflow can list those files as inputs (an edited, added or removed raw file re-prepares the
+dataset) and fill in the default raw folder only where an adapter takes one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from dial_core.data import synthetic_adapter
 from dial_core.data.adapters import airs, dubai, folder, inria, potsdam
@@ -26,6 +31,19 @@ ADAPTERS: dict[str, Callable[[dict, str], Prepared]] = {
     "folder": folder.prepare,
 }
 
+# Options naming raw files or folders; "path" defaults to data/raw/<dataset> in the workflow.
+SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "synthetic": (),
+    "inria": ("path",),
+    "airs": ("path",),
+    "potsdam": ("path",),
+    "dubai": ("path",),
+    "folder": folder.SOURCE_OPTIONS,
+}
+
+# Written by the downloader or by people, never read as data: partial downloads and their notes.
+_NOT_SOURCES = (".part", ".part.json", ".mismatch", ".tmp")
+
 
 def prepare_dataset(adapter: str, options: dict, name: str) -> Prepared:
     """Run the adapter called ``adapter`` on ``options``; ConfigError naming the known ones otherwise."""
@@ -34,3 +52,23 @@ def prepare_dataset(adapter: str, options: dict, name: str) -> Prepared:
     except (KeyError, TypeError):
         raise ConfigError(f"dataset adapter {adapter!r} is unknown; choose one of {', '.join(sorted(ADAPTERS))}") from None
     return prepare(options or {}, name)
+
+
+def source_files(adapter: str, options: dict) -> list[Path]:
+    """Every raw file under the adapter's source options (sorted; hidden and partial files left out).
+
+    A source that does not exist yet yields nothing: the adapter itself reports it when it runs.
+    """
+    files: set[Path] = set()
+    for key in SOURCE_OPTIONS.get(adapter, ()):
+        value = (options or {}).get(key)
+        if not value:
+            continue
+        path = Path(str(value)).expanduser()
+        candidates = [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+        for candidate in candidates:
+            parts = candidate.relative_to(path).parts if candidate != path else (candidate.name,)
+            if any(part.startswith(".") for part in parts) or candidate.name.endswith(_NOT_SOURCES):
+                continue
+            files.add(candidate)
+    return sorted(files)

@@ -8,6 +8,7 @@ GDAL failure into a :class:`DataError` that names the file, so a corrupt downloa
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import struct
 import warnings
@@ -31,6 +32,7 @@ from dial_core.errors import ConfigError, DataError
 RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class RasterMeta:
     transform: Affine | None  # None when the file carries no georeferencing
     crs: CRS | None
     palette: bool  # single band with a colour table (palette PNG/TIFF)
+    colorinterp: tuple[str, ...] = ()  # per band: red, green, blue, alpha, gray, undefined ...
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -127,6 +130,7 @@ def probe(path: Path, what: str = "raster") -> RasterMeta:
         return RasterMeta(
             Path(path), src.height, src.width, src.count, src.dtypes[0],
             src.transform if georeferenced else None, src.crs, palette,
+            tuple(c.name for c in src.colorinterp),
         )
 
 
@@ -184,7 +188,51 @@ def check_rgb_image(meta: RasterMeta) -> None:
     if meta.dtype != "uint8":
         raise DataError(f"{meta.path} is {meta.dtype}; the canonical format needs 8-bit RGB images, convert it first")
     if meta.count < 3 and not meta.palette:
-        raise DataError(f"{meta.path} has {meta.count} band(s); an RGB image needs 3")
+        raise DataError(
+            f"{meta.path} has {meta.count} band(s); an RGB image needs 3 (a grey image can be read as RGB "
+            "with dataset.folder.bands: [1, 1, 1])"
+        )
+
+
+def _is_mask_band(meta: RasterMeta, band: int) -> bool:
+    """Whether a band holds only 0 / 255, as a real alpha band does (read at most 256² pixels).
+
+    Why: GDAL labels the fourth band of any 4-band 8-bit GeoTIFF "alpha", near-infrared included.
+    """
+    shape = (min(meta.height, 256), min(meta.width, 256))
+    values = read_bands(meta, Window(0, 0, meta.width, meta.height), [band], shape)
+    return bool(np.isin(values, (0, 255)).all())
+
+
+def rgb_bands(meta: RasterMeta, bands: list[int] | None = None, option: str = "bands") -> list[int]:
+    """The three bands of ``meta`` read as R, G, B; never drops a band without saying so.
+
+    Three bands: 1, 2, 3. Four bands whose fourth is alpha: 1, 2, 3 with a log line. Any other
+    count needs ``bands`` (1-based, e.g. ``[4, 3, 2]``); without it a DataError names the file,
+    its bands and the ``option`` to set.
+    """
+    described = ", ".join(f"{i + 1}: {c}" for i, c in enumerate(meta.colorinterp)) or f"{meta.count} bands"
+    if meta.dtype != "uint8":
+        raise DataError(f"{meta.path} is {meta.dtype}; the canonical format needs 8-bit images, convert it first")
+    if bands is not None:
+        if len(bands) != 3 or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= meta.count for b in bands):
+            raise DataError(
+                f"{meta.path} has {meta.count} band(s) ({described}); {option} = {list(bands)!r} must name three of "
+                "them, 1-based (e.g. [1, 2, 3])"
+            )
+        if meta.count != 3 or list(bands) != [1, 2, 3]:
+            log.info("%s: bands %s read as R, G, B (the file has %s)", meta.path, list(bands), described)
+        return list(bands)
+    check_rgb_image(meta)
+    if meta.count == 3:
+        return [1, 2, 3]
+    if meta.count == 4 and meta.colorinterp[3:4] == ("alpha",) and _is_mask_band(meta, 4):
+        log.info("%s: band 4 is alpha, not image data; reading bands 1-3 as R, G, B", meta.path)
+        return [1, 2, 3]
+    raise DataError(
+        f"{meta.path} has {meta.count} bands ({described}); say which three are R, G, B with "
+        f"{option}: [1, 2, 3] (1-based; e.g. [4, 3, 2] for a false-colour composite)"
+    )
 
 
 def read_rgb(
@@ -193,15 +241,17 @@ def read_rgb(
     out_shape: tuple[int, int] | None = None,
     resampling: Resampling = Resampling.nearest,
     table: np.ndarray | None = None,
+    bands: list[int] | None = None,
 ) -> np.ndarray:
-    """(h, w, 3) uint8: bands 1-3 (an alpha or 4th band is dropped), or palette indices through ``table``."""
-    if meta.palette:
+    """(h, w, 3) uint8: ``bands`` (default :func:`rgb_bands`), or palette indices through ``table``."""
+    if meta.palette and bands is None:
         if table is None:
             table = colour_table(meta)
         index = read_bands(meta, window, [1], out_shape, resampling)[0]
         return table[index]
-    check_rgb_image(meta)
-    return np.moveaxis(read_bands(meta, window, [1, 2, 3], out_shape, resampling), 0, -1)
+    if bands is None:
+        bands = rgb_bands(meta)
+    return np.moveaxis(read_bands(meta, window, list(bands), out_shape, resampling), 0, -1)
 
 
 def check_same_grid(image_id: str, image: RasterMeta, label: RasterMeta) -> None:
@@ -269,13 +319,13 @@ def integer_mask_source(image_id: str, image_path: Path, mask_path: Path, mappin
 
     image = probe(image_path, f"{what} image {image_id}")
     mask = probe(mask_path, f"{what} mask of {image_id}")
-    check_rgb_image(image)
+    bands = rgb_bands(image)
     if mask.count != 1:
         raise DataError(f"{mask_path} has {mask.count} bands; {what} masks are single-band integer rasters")
     check_same_grid(image_id, image, mask)
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
         values = read_bands(mask, window, [1])[0]
-        return read_rgb(image, window), values_to_index(values, mapping, f"{mask_path} ({describe_window(window)})")
+        return read_rgb(image, window, bands=bands), values_to_index(values, mapping, f"{mask_path} ({describe_window(window)})")
 
     return RasterSource(image_id, image.height, image.width, read, image.transform, image.crs, (image_path, mask_path))

@@ -19,12 +19,12 @@ from rasterio.windows import Window
 from dial_core.data.adapters._raster import (
     Sources,
     check_options,
-    check_rgb_image,
     check_same_grid,
     colour_table,
     describe_window,
     probe,
     read_rgb,
+    rgb_bands,
     safe_id,
 )
 from dial_core.data.canonical import DatasetInfo, RasterSource
@@ -82,15 +82,16 @@ def _pairs(root: Path) -> list[tuple[str, Path, Path]]:
 def _source(image_id: str, image_path: Path, mask_path: Path) -> RasterSource:
     image = probe(image_path, f"Dubai image {image_id}")
     mask = probe(mask_path, f"Dubai mask {image_id}")
-    check_rgb_image(image)
+    bands = rgb_bands(image)
     if mask.count < 3 and not mask.palette:
         raise DataError(f"{mask_path} has {mask.count} band(s) and no colour table; Dubai masks are colour images")
     check_same_grid(image_id, image, mask)
     table = colour_table(mask) if mask.palette else None
+    mask_bands = None if mask.palette else rgb_bands(mask)
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        rgb = read_rgb(image, window)
-        colours = read_rgb(mask, window, table=table)
+        rgb = read_rgb(image, window, bands=bands)
+        colours = read_rgb(mask, window, table=table, bands=mask_bands)
         return rgb, rgb_to_index(colours, PALETTE, f"{mask_path} ({describe_window(window)})")
 
     return RasterSource(image_id, image.height, image.width, read, None, None, (image_path, mask_path))

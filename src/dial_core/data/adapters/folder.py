@@ -1,18 +1,24 @@
 """Any local folder of image/mask pairs (GeoTIFF, PNG or JPEG), with classes given in the config.
 
-Options:
+Options (README "Your own data" lists each with an example):
 ``images`` / ``masks`` (folders; may be the same folder when ``mask_suffix`` tells masks apart),
 ``image_glob`` (default ``"*"``), ``mask_suffix`` (appended to the image stem to name its mask,
 default ``""``; the mask may end in .tif, .tiff, .png or .jpg),
 ``classes``: a list of ``{name, color: [r, g, b] or "#RRGGBB"}`` for colour masks, **or** of
-``{name, value: int}`` (optionally with a display ``color``) for integer masks,
-``ignore_colors`` / ``ignore_values`` (mapped to 255), ``gsd_m`` (optional ground sampling
-distance in metres), ``source`` and ``licence`` (free text for dataset.json).
+``{name, value: int}`` (optionally with a display ``color``) for value masks: single-band integer
+rasters, palette PNGs read as their indices, or grey-level RGB masks (R = G = B) read as values;
+0/255 masks declare ``{name: building, value: 255}`` (255 is a class unless listed as ignore),
+``ignore_colors`` / ``ignore_values`` (mapped to 255), ``gsd_m`` (ground sampling distance in
+metres when the images are not georeferenced in a projected CRS), ``bands`` (three 1-based band
+numbers read as R, G, B, for 4-band or multi-band images), ``val_images`` / ``val_masks`` (a
+validation subfolder: its pairs form the "val" group, use with ``split.mode: predefined``),
+``source`` and ``licence`` (free text for dataset.json).
 GeoTIFF georeferencing is kept; image and mask must share one grid.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +30,13 @@ from dial_core.data.adapters._raster import (
     RasterMeta,
     Sources,
     check_options,
-    check_rgb_image,
     check_same_grid,
     colour_table,
     describe_window,
     probe,
     read_bands,
     read_rgb,
+    rgb_bands,
     safe_id,
 )
 from dial_core.data.canonical import IGNORE_INDEX, DatasetInfo, RasterSource
@@ -38,10 +44,13 @@ from dial_core.data.labels import hex_to_rgb, rgb_to_index, values_to_index
 from dial_core.errors import ConfigError, DataError
 
 OPTIONS = (
-    "images", "masks", "image_glob", "mask_suffix", "classes", "ignore_colors", "ignore_values", "gsd_m", "source", "licence",
+    "images", "masks", "image_glob", "mask_suffix", "classes", "ignore_colors", "ignore_values", "gsd_m", "bands",
+    "val_images", "val_masks", "source", "licence",
 )
+SOURCE_OPTIONS = ("images", "masks", "val_images", "val_masks")  # folders whose files are the raw data
 MASK_SUFFIXES = (".tif", ".tiff", ".png", ".jpg")
 WHERE = "dataset.folder"
+log = logging.getLogger(__name__)
 # Display colours for value-coded classes that give none (tab10).
 _DEFAULT_COLOURS = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -117,12 +126,12 @@ def parse_classes(options: dict) -> tuple[list[dict], str, dict]:
 def _folder(options: dict, key: str) -> Path:
     path = Path(str(options[key])).expanduser()
     if not path.is_dir():
-        raise DataError(f"{WHERE}.{key}: folder {path} does not exist; point it at the folder holding the {key}")
+        raise DataError(f"{WHERE}.{key}: folder {path} does not exist; point it at the folder holding the {key.replace('_', ' ')}")
     return path
 
 
-def _pairs(options: dict) -> list[tuple[str, Path, Path]]:
-    images_dir, masks_dir = _folder(options, "images"), _folder(options, "masks")
+def _pairs(options: dict, images_key: str, masks_key: str) -> list[tuple[str, Path, Path]]:
+    images_dir, masks_dir = _folder(options, images_key), _folder(options, masks_key)
     glob = options.get("image_glob") or "*"
     suffix = options.get("mask_suffix") or ""
     masks = {p.name.lower(): p for p in masks_dir.iterdir() if p.is_file()}
@@ -132,7 +141,7 @@ def _pairs(options: dict) -> list[tuple[str, Path, Path]]:
         mask_names = {f"{p.stem}{suffix}{ext}".lower() for p in images for ext in MASK_SUFFIXES}
         images = [p for p in images if p.name.lower() not in mask_names]
     if not images:
-        raise DataError(f"{WHERE}.images: no raster ({', '.join(RASTER_SUFFIXES)}) matches {glob!r} in {images_dir}")
+        raise DataError(f"{WHERE}.{images_key}: no raster ({', '.join(RASTER_SUFFIXES)}) matches {glob!r} in {images_dir}")
     pairs, seen = [], {}
     for image in images:
         candidates = [masks[n] for n in (f"{image.stem}{suffix}{ext}".lower() for ext in MASK_SUFFIXES) if n in masks]
@@ -149,27 +158,55 @@ def _pairs(options: dict) -> list[tuple[str, Path, Path]]:
     return pairs
 
 
-def _read_mask(mask: RasterMeta, window: Window, mode: str, mapping: dict, table: np.ndarray | None) -> np.ndarray:
+def _unknown_value_hint(mapping: dict) -> str:
+    """What to do about a mask value the classes do not name; 255 gets its two usual meanings."""
+    if 255 in mapping:
+        return "add it to classes (as a value) or to ignore_values"
+    return (
+        "add it to classes (as a value) or to ignore_values; if the value is 255: in 0/255 masks it is usually "
+        "the foreground class (give that class value: 255), in other masks it often marks unlabelled pixels "
+        "(add 255 to ignore_values)"
+    )
+
+
+def _read_mask(mask: RasterMeta, window: Window, mode: str, mapping: dict, table: np.ndarray | None, grey_rgb: bool) -> np.ndarray:
     where = f"{mask.path} ({describe_window(window)})"
     if mode == "color":
-        return rgb_to_index(read_rgb(mask, window, table=table), mapping, where)
-    return values_to_index(read_bands(mask, window, [1])[0], mapping, where)
+        return rgb_to_index(read_rgb(mask, window, table=table, bands=None if mask.palette else [1, 2, 3]), mapping, where)
+    if grey_rgb:
+        rgb = read_bands(mask, window, [1, 2, 3])
+        coloured = (rgb[0] != rgb[1]) | (rgb[1] != rgb[2])
+        if coloured.any():
+            r, c = np.argwhere(coloured)[0]
+            raise DataError(
+                f"{where}: {int(coloured.sum())} pixels are not grey (R, G, B differ, e.g. {tuple(int(v) for v in rgb[:, r, c])} "
+                f"at row {int(window.row_off) + int(r)}, column {int(window.col_off) + int(c)}); classes are given by value, "
+                "which needs R = G = B: give the classes by color instead"
+            )
+        values = rgb[0]
+    else:
+        values = read_bands(mask, window, [1])[0]
+    return values_to_index(values, mapping, where, _unknown_value_hint(mapping))
 
 
-def _source(image_id: str, image_path: Path, mask_path: Path, mode: str, mapping: dict) -> RasterSource:
+def _source(image_id: str, image_path: Path, mask_path: Path, mode: str, mapping: dict, bands: list[int] | None) -> RasterSource:
     image = probe(image_path, f"image {image_id}")
     mask = probe(mask_path, f"mask of {image_id}")
-    check_rgb_image(image)
+    image_bands = rgb_bands(image, bands, f"{WHERE}.bands")
     if mode == "color" and mask.count < 3 and not mask.palette:
         raise DataError(
             f"{mask_path} has {mask.count} band(s) of values but {WHERE}.classes are given by color; "
             "give the classes as {name, value} instead"
         )
+    grey_rgb = False
     if mode == "value":
-        if mask.count != 1:
+        if mask.count in (3, 4):
+            grey_rgb = True  # an RGB(A) mask whose pixels are grey levels: R = G = B are the values
+            log.info("%s: %d-band mask read as grey levels (R = G = B) against the class values", mask_path, mask.count)
+        elif mask.count != 1:
             raise DataError(
-                f"{mask_path} has {mask.count} bands (a colour mask) but {WHERE}.classes are given by value; "
-                "give the classes as {name, color} instead"
+                f"{mask_path} has {mask.count} bands; a value mask has one band (or three equal ones); "
+                "give the classes as {name, color} for a colour mask"
             )
         if not np.issubdtype(np.dtype(mask.dtype), np.integer):
             raise DataError(f"{mask_path} is {mask.dtype}; an integer mask needs an integer type")
@@ -177,7 +214,7 @@ def _source(image_id: str, image_path: Path, mask_path: Path, mode: str, mapping
     table = colour_table(mask) if mode == "color" and mask.palette else None
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        return read_rgb(image, window), _read_mask(mask, window, mode, mapping, table)
+        return read_rgb(image, window, bands=image_bands), _read_mask(mask, window, mode, mapping, table, grey_rgb)
 
     return RasterSource(
         image_id, image.height, image.width, read, image.transform or mask.transform, image.crs or mask.crs,
@@ -185,20 +222,45 @@ def _source(image_id: str, image_path: Path, mask_path: Path, mode: str, mapping
     )
 
 
+def _bands(options: dict) -> list[int] | None:
+    bands = options.get("bands")
+    if bands is None:
+        return None
+    if not isinstance(bands, list) or len(bands) != 3 or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in bands):
+        raise ConfigError(f"{WHERE}.bands = {bands!r}: give three 1-based band numbers read as R, G, B, e.g. [1, 2, 3]")
+    return bands
+
+
 def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[RasterSource], dict[str, list[str]]]:
-    """Dataset description, a lazy stream of pair sources, and {"train": every id}."""
+    """Dataset description, a lazy stream of pair sources, and {"train": ids} (plus "val" with val_images)."""
     check_options(options, OPTIONS, ["images", "masks", "classes"], WHERE)
     classes, mode, mapping = parse_classes(options)
     gsd = options.get("gsd_m")
     if gsd is not None and (isinstance(gsd, bool) or not isinstance(gsd, (int, float)) or gsd <= 0):
         raise ConfigError(f"{WHERE}.gsd_m = {gsd!r}: give a positive number of metres, or leave it out")
-    pairs = _pairs(options)
+    bands = _bands(options)
+    if mode == "value" and mapping.get(255, IGNORE_INDEX) != IGNORE_INDEX:
+        log.info("mask value 255 is class %r (a class, not ignore: it is not in ignore_values)", classes[mapping[255]]["name"])
+    pairs = _pairs(options, "images", "masks")
+    groups = {"train": [image_id for image_id, _, _ in pairs]}
+    if options.get("val_images"):
+        val_pairs = _pairs({**options, "val_masks": options.get("val_masks") or options["masks"]}, "val_images", "val_masks")
+        clash = sorted(set(groups["train"]) & {image_id for image_id, _, _ in val_pairs})
+        if clash:
+            raise DataError(
+                f"{WHERE}.val_images: image id(s) {', '.join(clash[:5])} occur in both {options['images']} and "
+                f"{options['val_images']}; an image is either training or validation — rename or remove one"
+            )
+        groups["val"] = [image_id for image_id, _, _ in val_pairs]
+        pairs += val_pairs
+    elif options.get("val_masks"):
+        raise ConfigError(f"{WHERE}.val_masks is set without val_images; give the validation images folder too")
     info = DatasetInfo(
         name=name,
         classes=classes,
         ground_sampling_distance_m=float(gsd) if gsd is not None else None,
         source=str(options.get("source") or f"local folder {options['images']} (masks {options['masks']})"),
         licence=str(options.get("licence") or "unknown (local data)"),
+        ground_sampling_distance_from=f"{WHERE}.gsd_m" if gsd is not None else None,
     )
-    groups = {"train": [image_id for image_id, _, _ in pairs]}
-    return info, Sources(pairs, lambda pair: _source(*pair, mode, mapping)), groups
+    return info, Sources(pairs, lambda pair: _source(*pair, mode, mapping, bands)), groups

@@ -11,8 +11,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from dial_core.data.archives import extract_multipart_7z, safe_extract_zip
 from dial_core.data.adapters._raster import Sources, check_options, integer_mask_source
+from dial_core.data.archives import extract_multipart_7z, safe_extract_zip
 from dial_core.data.canonical import DatasetInfo, RasterSource
 from dial_core.errors import ConfigError, DataError
 

@@ -28,12 +28,12 @@ from rasterio.windows import Window
 from dial_core.data.adapters._raster import (
     Sources,
     check_options,
-    check_rgb_image,
     check_same_grid,
     colour_table,
     describe_window,
     probe,
     read_rgb,
+    rgb_bands,
 )
 from dial_core.data.canonical import DatasetInfo, RasterSource
 from dial_core.data.labels import rgb_to_index
@@ -177,7 +177,7 @@ def _source(tile: str, image_path: Path, label_path: Path, label_view: str, gsd_
     image_id = tile_id(tile)
     image = probe(image_path, f"Potsdam image {image_id}")
     label = probe(label_path, f"Potsdam label {image_id}")
-    check_rgb_image(image)
+    bands = rgb_bands(image)
     if label.count < 3 and not label.palette:
         raise DataError(f"{label_path} has {label.count} band(s); Potsdam labels are RGB colour images")
     check_same_grid(image_id, image, label)
@@ -192,10 +192,11 @@ def _source(tile: str, image_path: Path, label_path: Path, label_view: str, gsd_
         if transform is not None:
             transform = transform @ Affine.scale(image.width / width, image.height / height)
     table = colour_table(label) if label.palette else None
+    label_bands = None if label.palette else rgb_bands(label)
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        rgb = read_rgb(image, window, out_shape, Resampling.bilinear)
-        colours = read_rgb(label, window, out_shape, Resampling.nearest, table)
+        rgb = read_rgb(image, window, out_shape, Resampling.bilinear, bands=bands)
+        colours = read_rgb(label, window, out_shape, Resampling.nearest, table, bands=label_bands)
         where = f"{label_path} ({describe_window(window)}{' of the resampled grid' if out_shape else ''})"
         index = rgb_to_index(colours, PALETTE, where)
         if label_view == "buildings":
