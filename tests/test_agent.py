@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dial_core.clicks.agents import AGENTS, largest_mistake_click, mistake_mask, next_click
+from dial_core.clicks.agents import AGENTS, AgentContext, largest_mistake_click, mistake_mask, next_click
 from dial_core.clicks.types import Click
+from dial_core.errors import ConfigError
 
 SHAPE = (64, 64)
 
@@ -26,7 +27,7 @@ def test_no_mistake_gives_none():
     label[10:20, 10:20] = 2
     prediction[10:20, 10:20] = 2
     assert largest_mistake_click(label, prediction) is None
-    assert next_click("largest_mistake_centre", label, prediction) is None
+    assert next_click("largest_mistake_centre", AgentContext(label, prediction)) is None
 
 
 def test_square_mistake_clicked_at_its_centre():
@@ -151,7 +152,8 @@ def test_wrong_prediction_of_other_class_counts():
 def test_next_click_dispatch_and_unknown_agent():
     label, prediction = _blank()
     label[10:21, 30:41] = 1
-    assert AGENTS == ("largest_mistake_centre",)
-    assert next_click("largest_mistake_centre", label, prediction) == largest_mistake_click(label, prediction)
-    with pytest.raises(ValueError, match="unknown agent"):
-        next_click("random_in_mistake", label, prediction)
+    assert "largest_mistake_centre" in AGENTS
+    context = AgentContext(label, prediction)
+    assert next_click("largest_mistake_centre", context) == largest_mistake_click(label, prediction)
+    with pytest.raises(ConfigError, match="unknown agent 'random_user'"):
+        next_click("random_user", context)

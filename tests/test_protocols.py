@@ -185,7 +185,7 @@ def test_disca_loss_matches_hand_computation():
     lam = 0.7
     soft = np.exp(logits) / np.exp(logits).sum(0)
     ce = -np.mean([np.log(soft[c.cls, c.row, c.col]) for c in clicks])
-    expected = ce + lam * np.abs(soft - p0).mean()
+    expected = ce + lam * np.abs(soft - p0).sum(0).mean()  # per-pixel mean of the class-summed L1
     got = disca_loss(torch.tensor(logits), clicks, torch.tensor(p0), lam)
     assert got.item() == pytest.approx(expected, rel=1e-10)
     assert disca_loss(torch.tensor(logits), clicks, torch.tensor(p0), 0.0).item() == pytest.approx(ce, rel=1e-10)

@@ -30,6 +30,7 @@ def tiny_params() -> dict:
     params["evaluation"]["clicks"]["n_clicks"] = 2
     params["evaluation"]["patches"].update(size=32, max_patches=3)
     params["evaluation"]["disca"]["steps"] = 2
+    params["evaluation"]["disca"]["calibration"].update(grid=[1.0e-3, 1.0e-2], images=1, clicks=2)
     return params
 
 
@@ -163,6 +164,12 @@ def test_paper_preset_dry_run_lists_the_whole_study_grid(tmp_path: Path) -> None
     assert counts["pretrain"] == len(networks) > 10
     assert counts["evaluate_clicks"] == main * len(params["evaluation"]["clicks"]["methods"]) + len(networks) - main
     assert counts["report_studies"] == 1 and counts["prepare_dataset"] == 1
+    # DISCA as the papers run it: its lr calibrated per main network, and the DIAL patch protocol with DISCA
+    assert params["evaluation"]["disca"]["lr"] == "calibrated" and "disca" in params["evaluation"]["patches"]["methods"]
+    assert counts["calibrate_disca"] == main
+    assert counts["evaluate_patches"] == main * len(params["evaluation"]["patches"]["methods"]) * len(params["evaluation"]["patches"]["acquisitions"])
+    assert "reports/tables/patches/potsdam/linknet/disca_entropy.csv" in result.stdout + result.stderr
+    assert "reports/metrics/calibration/potsdam/linknet.json" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("overlay", sorted((ROOT / "config" / "datasets").glob("*.yaml")), ids=lambda p: p.stem)

@@ -4,6 +4,7 @@ runs the step on a canonical dataset folder. Scripts stay thin; tests call these
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -13,11 +14,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dial_core.clicks.agents import needs_recorded
+from dial_core.clicks.click_log import check_click_folder, click_log_folder, read_click_log
 from dial_core.clicks.sampling import balancing_weights
-from dial_core.data.canonical import DatasetInfo, class_shares, raster_shape, read_image, read_label
+from dial_core.clicks.types import Click
+from dial_core.data.canonical import DatasetInfo, class_shares, raster_georef, raster_shape, read_image, read_label
 from dial_core.data.splits import nested_subset
 from dial_core.data.tiling import fit_tiling, fit_window
-from dial_core.errors import DataError
+from dial_core.errors import ConfigError, DataError
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol, patch_protocol
 from dial_core.evaluation.validation import validation_scores
 from dial_core.interactive.disca import DiscaConfig
@@ -95,13 +99,90 @@ def train_confidnet_step(root: Path, info: DatasetInfo, split: dict, segmenter: 
     return head, {"final_mse": losses[-1], "epochs": cfg.epochs, "crop_size": crop}
 
 
-def interaction_config(method: str, evaluation: dict, tiling: dict) -> InteractionConfig:
+def disca_config(d: dict, protocol: str = "clicks") -> DiscaConfig:
+    """DiscaConfig of ``evaluation.disca`` for one protocol (``ac_drop_probability`` may be a number
+    or {clicks, patches}); a ``calibrated`` lr must have been resolved by :func:`with_disca_lr`."""
+    drop = d["ac_drop_probability"]
+    if isinstance(drop, dict):
+        drop = drop[protocol]
+    if not isinstance(d["lr"], (int, float)):
+        raise ConfigError(f"evaluation.disca.lr is {d['lr']!r} but no calibration file was read (rule calibrate_disca, "
+                          "reports/metrics/calibration/<dataset>/<network>.json); or set a number such as 2.0e-6")
+    return DiscaConfig(float(d["lr"]), d["steps"], d["regularisation"], float(drop), d.get("p0", "initial"))
+
+
+def with_disca_lr(evaluation: dict, calibration: str | Path | None) -> dict:
+    """``evaluation`` with ``disca.lr: calibrated`` replaced by the lr the calibration file chose.
+    Without a file (AC runs need none) it is returned as is; DISCA then stops in :func:`disca_config`."""
+    if evaluation["disca"]["lr"] != "calibrated" or not calibration:
+        return evaluation
+    chosen = json.loads(Path(calibration).read_text())["lr"]
+    log.info("DISCA lr %.3g from %s", chosen, calibration)
+    return {**evaluation, "disca": {**evaluation["disca"], "lr": chosen}}
+
+
+def interaction_config(method: str, evaluation: dict, tiling: dict, protocol: str = "clicks") -> InteractionConfig:
     d = evaluation["disca"]
     return InteractionConfig(
-        method=method, agent=evaluation["agent"],
-        disca=DiscaConfig(d["lr"], d["steps"], d["regularisation"], d["ac_drop_probability"]),
+        method=method, agent=evaluation["agent"], agent_options=dict(evaluation.get("agent_options") or {}),
+        disca=disca_config(d, protocol) if method == "disca" else DiscaConfig(0.0, 0, 0.0, 0.0),
         window=tiling["size"], overlap=tiling["overlap"], disca_window=d["window"],
     )
+
+
+def calibration_images(train_ids: Sequence[str], count: int, seed: int) -> list[str]:
+    """A seeded selection of ``count`` *training* images DISCA's lr is calibrated on (never validation)."""
+    ids = sorted(train_ids)
+    rng = np.random.default_rng([seed, 8])
+    return sorted(rng.choice(ids, size=min(count, len(ids)), replace=False).tolist())
+
+
+def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter, evaluation: dict, tiling: dict, seed: int, network: str) -> dict:
+    """DISCA's lr for one network: the grid value with the best mean final-mIoU gain of the click
+    protocol (``calibration.clicks`` clicks) on ``calibration.images`` held-out training images.
+
+    Only ``split['train']`` is read: validation images stay untouched for the evaluation, and a
+    transfer target's images are never used for tuning. (The network has seen these images in
+    pretraining, so its initial prediction is better there than on new images; the gain measured is
+    a lower bound, and the choice leans to a conservative lr — documented in the README.)
+    """
+    settings = evaluation["disca"]["calibration"]
+    ids = calibration_images(split["train"], settings["images"], seed)
+    if not ids:
+        raise DataError(f"calibrate_disca: {info.name} has no training images to calibrate on")
+    agent = settings.get("agent") or evaluation["agent"]
+    window, overlap = inference_tiling(root, ids, tiling)
+    base = {**evaluation, "agent": agent}
+    results, start = [], time.perf_counter()
+    samples = list(_samples(root, ids))
+    for lr in [None, *settings["grid"]]:  # None: AC, the reference every lr is compared with
+        method = "ac" if lr is None else "disca"
+        trial = {**base, "disca": {**evaluation["disca"], "lr": 0.0 if lr is None else float(lr)}}
+        cfg = interaction_config(method, trial, {**tiling, "size": window, "overlap": overlap})
+        gains = []
+        for i, (image, label) in enumerate(samples):
+            rows = click_protocol(model, image, label, info.class_names, settings["clicks"], cfg,
+                                  np.random.default_rng([seed, i]), image_id=ids[i])
+            gains.append(rows[-1]["miou"] - rows[0]["miou"])
+        results.append({"method": method, "lr": lr, "mean_gain": float(np.mean(gains)),
+                        "gains": dict(zip(ids, map(float, gains)))})
+        log.info("calibrate %s: %s lr %s mean gain %+.4f (%.0f s)", network, method, lr, np.mean(gains), time.perf_counter() - start)
+    grid = [r for r in results if r["method"] == "disca"]
+    best = max(grid, key=lambda r: (r["mean_gain"], -r["lr"]))  # ties: the smaller lr
+    return {"dataset": info.name, "network": network, "lr": best["lr"], "criterion": "mean final mIoU gain, click protocol",
+            "images": ids, "clicks": settings["clicks"], "agent": agent, "ac_mean_gain": results[0]["mean_gain"],
+            "results": results, "seconds": time.perf_counter() - start}
+
+
+def recorded_clicks(root: Path, info: DatasetInfo, val_ids: Sequence[str], images: Sequence[str], evaluation: dict) -> dict[str, list[Click]]:
+    """A person's clicks on each evaluated image when the agent replays them (``human``), else {}.
+    Clicks in map coordinates are mapped with each image's transform; a file for an image that is
+    not a validation image, a missing file, a click outside its image or an unknown class stops
+    with a DataError naming the file and the click."""
+    if not needs_recorded(evaluation["agent"], evaluation.get("agent_options")):
+        return {}
+    files = check_click_folder(click_log_folder(evaluation.get("agent_options"), info.name), val_ids, images)
+    return {i: read_click_log(files[i], raster_shape(root, i), info.n_classes, *raster_georef(root, i)) for i in images}
 
 
 def _tidy(rows: list[dict], **keys) -> pd.DataFrame:
@@ -145,12 +226,14 @@ def evaluate_clicks(root: Path, info: DatasetInfo, val_ids: list[str], model: Se
     """
     what = f"clicks {network}/{method}"
     cfg, images, positions = _evaluation_setup(root, info, val_ids, images, method, evaluation, tiling, what)
+    recorded = recorded_clicks(root, info, val_ids, images, evaluation)
     frames = []
     start = time.perf_counter()
     for index, (image, label) in enumerate(_samples(root, images)):
         began = time.perf_counter()
         rng = np.random.default_rng([seed, positions[index]])
-        rows = click_protocol(model, image, label, info.class_names, evaluation["clicks"]["n_clicks"], cfg, rng)
+        rows = click_protocol(model, image, label, info.class_names, evaluation["clicks"]["n_clicks"], cfg, rng,
+                              image_id=images[index], recorded=recorded.get(images[index]))
         _progress(what, index + 1, len(images), images[index], label.shape, rows, "clicks", began, start)
         frames.append(_tidy(rows, protocol="clicks", dataset=info.name, image=images[index], model=network, method=method,
                             agent=cfg.agent, acquisition="none", encoding=model.spec.encoding, seed=seed))
@@ -173,13 +256,17 @@ def evaluate_patches(root: Path, info: DatasetInfo, val_ids: list[str], model: S
     """DIAL's patch protocol on the validation images for one (method, acquisition); ``images`` as in :func:`evaluate_clicks`."""
     what = f"patches {network}/{method}/{acquisition}"
     cfg, images, positions = _evaluation_setup(root, info, val_ids, images, method, evaluation, tiling, what)
+    if method == "disca":  # DIAL drops the annotation channels more often in its patch loop (0.5)
+        cfg = dataclasses.replace(cfg, disca=disca_config(evaluation["disca"], "patches"))
     patches = evaluation["patches"]
+    recorded = recorded_clicks(root, info, val_ids, images, evaluation)
     frames = []
     start = time.perf_counter()
     for index, (image, label) in enumerate(_samples(root, images)):
         began = time.perf_counter()
         rng = np.random.default_rng([seed, positions[index]])
-        rows = patch_protocol(model, image, label, info.class_names, patches["size"], acquisition, cfg, rng, confidnet, patches["max_patches"])
+        rows = patch_protocol(model, image, label, info.class_names, patches["size"], acquisition, cfg, rng, confidnet,
+                              patches["max_patches"], image_id=images[index], recorded=recorded.get(images[index]))
         _progress(what, index + 1, len(images), images[index], label.shape, rows, "patches", began, start)
         frames.append(_tidy(rows, protocol="patches", dataset=info.name, image=images[index], model=network, method=method,
                             agent=cfg.agent, acquisition=acquisition, encoding=model.spec.encoding, seed=seed))

@@ -7,6 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works before `pip install -e .` too
 
 from dial_core.cli import exit_on_config_error
+from dial_core.clicks.agents import agent_for_network, needs_recorded
+from dial_core.clicks.click_log import click_log_files, click_log_folder
 from dial_core.config import command_line_layers, load_schema, validate_params
 from dial_core.data.adapters import SOURCE_OPTIONS, source_files
 from dial_core.studies import expand_networks
@@ -157,11 +159,38 @@ def click_tables():
     return main + study
 
 
+def evaluation_params(wildcards):
+    """`evaluation` for one network: a network trained with border clicks is evaluated by the user
+    that clicks on mistake borders (largest_mistake_border for largest_mistake_centre; DISIR Fig. 6),
+    so its tables carry that agent."""
+    evaluation = config["evaluation"]
+    agent = agent_for_network(evaluation["agent"], ALL_NETWORKS[wildcards.network].get("click_position"))
+    return {**evaluation, "agent": agent}
+
+
+def human_click_logs(wildcards):
+    """The click logs the human agent replays on {dataset} (evaluation.agent_options.clicks); none for
+    the simulated users. Every log in the folder is an input: editing, adding or removing one re-runs."""
+    evaluation = config["evaluation"]
+    if not needs_recorded(evaluation["agent"], evaluation.get("agent_options")):
+        return []
+    return [str(f) for f in click_log_files(click_log_folder(evaluation.get("agent_options"), wildcards.dataset)).values()]
+
+
 def confidnet_input(wildcards):
     """Only the confidnet acquisition needs the ConfidNet checkpoint."""
     if wildcards.acquisition != "confidnet":
         return []
     return f"{MODELS}/confidnet/{wildcards.dataset}/{wildcards.network}.pt"
+
+
+def disca_calibration(wildcards):
+    """DISCA's calibrated learning rate of the network (trained on {source} for transfer, else on
+    {dataset}) when the method is disca and evaluation.disca.lr is `calibrated`."""
+    if wildcards.method != "disca" or config["evaluation"]["disca"]["lr"] != "calibrated":
+        return []
+    trained_on = wildcards.source if "source" in wildcards.keys() else wildcards.dataset
+    return f"reports/metrics/calibration/{trained_on}/{wildcards.network}.json"
 
 
 def transfer_tables():

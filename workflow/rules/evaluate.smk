@@ -21,6 +21,33 @@ rule evaluation_images:
         "../scripts/select_images.py"
 
 
+rule calibrate_disca:
+    """DISCA's learning rate for {network} trained on {dataset}: the grid value with the best mean
+    mIoU gain of the click protocol on a seeded selection of *training* images (never validation;
+    a transfer target's images are never used). Read by the evaluations when disca.lr: calibrated."""
+    output:
+        "reports/metrics/calibration/{dataset}/{network}.json",
+    input:
+        info=f"{PROCESSED}/dataset.json",
+        split=f"{PROCESSED}/split.json",
+        model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+    params:
+        evaluation=config["evaluation"],
+        tiling=config["tiling"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/calibrate_disca_{network}.log",
+    benchmark:
+        "benchmarks/runs/{dataset}/calibrate_disca_{network}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    script:
+        "../scripts/calibrate_disca.py"
+
+
 rule evaluate_clicks:
     output:
         "reports/tables/clicks/{dataset}/{network}/{method}.csv",
@@ -29,9 +56,11 @@ rule evaluate_clicks:
         split=f"{PROCESSED}/split.json",
         images="reports/tables/evaluation_images/{dataset}.json",
         model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
-        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        calibration=disca_calibration,
+        code=code("clicks", "clicks/agents", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
-        evaluation=config["evaluation"],
+        evaluation=evaluation_params,  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
     log:
@@ -55,9 +84,11 @@ rule evaluate_patches:
         images="reports/tables/evaluation_images/{dataset}.json",
         model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
         confidnet=confidnet_input,
-        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        calibration=disca_calibration,
+        code=code("clicks", "clicks/agents", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
-        evaluation=config["evaluation"],
+        evaluation=evaluation_params,  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
     log:
@@ -89,9 +120,11 @@ rule evaluate_transfer:
         images="reports/tables/evaluation_images/{dataset}.json",
         source_info="data/processed/{source}/dataset.json",
         model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
-        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        calibration=disca_calibration,
+        code=code("clicks", "clicks/agents", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
-        evaluation=config["evaluation"],
+        evaluation=evaluation_params,  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
     log:

@@ -58,6 +58,7 @@ rule report_all:
         rules.confidnet_all.input,
         ["reports/figures/studies.png", "reports/tables/studies.csv"] if STUDY_ENTRIES else [],
         ["reports/figures/transfer.png", "reports/tables/transfer_summary.csv"] if transfer_tables() else [],
+        "reports/reproduction.md",
 
 
 rule report_studies:
@@ -113,3 +114,48 @@ rule report_transfer:
         mem_mb=1000,
     script:
         "../scripts/report_transfer.py"
+
+
+def reproduction_inputs(wildcards):
+    """The combined tables of this run: clicks and patches always, transfer when it has targets,
+    studies when they are enabled (as report_all decides), plus the papers' numbers."""
+    inputs = {
+        "clicks": "reports/tables/clicks.csv",
+        "patches": "reports/tables/patches.csv",
+        "pretrain": "reports/metrics/pretrain.json",
+        "paper": os.path.relpath(Path(workflow.basedir) / "src/dial_core/report/paper_numbers.csv"),
+    }
+    if transfer_tables():
+        inputs["transfer"] = "reports/tables/transfer.csv"
+    if STUDY_ENTRIES:
+        inputs["studies"] = "reports/tables/studies.csv"
+    return inputs
+
+
+rule reproduction:
+    """reports/reproduction.md: each paper table / figure with our numbers beside it, our run's scale stated."""
+    output:
+        markdown="reports/reproduction.md",
+    input:
+        unpack(reproduction_inputs),
+        code=code("report"),
+    params:
+        network=NETWORKS[0],
+        scale={
+            "dataset": DATASET,
+            "architecture": f"{ALL_NETWORKS[NETWORKS[0]]['arch']}-{ALL_NETWORKS[NETWORKS[0]]['encoder']}",
+            "n_clicks": config["evaluation"]["clicks"]["n_clicks"],
+            "patch_size": config["evaluation"]["patches"]["size"],
+            "max_patches": config["evaluation"]["patches"]["max_patches"],
+            "epochs": config["pretrain"]["epochs"],
+            "crops_per_epoch": config["pretrain"]["crops_per_epoch"],
+            "crop_size": config["pretrain"]["crop_size"],
+            "disca_lr": config["evaluation"]["disca"]["lr"],  # a number, or `calibrated` (per network, in metrics)
+        },
+    log:
+        "logs/reproduction.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/reproduction.py"

@@ -8,7 +8,7 @@ from dial_core.data.canonical import load_info
 from dial_core.models.checkpoint import load_checkpoint
 from dial_core.models.confidnet import confidnet_from_state
 from dial_core.models.segmenter import pick_device, segmenter_from_state
-from dial_core.steps import evaluate_clicks, evaluate_patches
+from dial_core.steps import evaluate_clicks, evaluate_patches, with_disca_lr
 
 
 def main() -> None:
@@ -19,7 +19,8 @@ def main() -> None:
     images = json.loads(Path(sm.input.images).read_text())["images"]  # the recorded selection (evaluation.max_images)
     device = pick_device()
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(device)
-    common = dict(evaluation=sm.params.evaluation, tiling=sm.params.tiling,
+    evaluation = with_disca_lr(sm.params.evaluation, sm.input.get("calibration"))  # disca.lr: calibrated
+    common = dict(evaluation=evaluation, tiling=sm.params.tiling,
                   seed=sm.params.seed, network=sm.wildcards.network, images=images)
     if "acquisition" in sm.wildcards.keys():
         confidnet = confidnet_from_state(load_checkpoint(sm.input.confidnet)).to(device) if sm.input.confidnet else None

@@ -7,7 +7,7 @@ from dial_core.cli import run_step
 from dial_core.data.canonical import load_info
 from dial_core.models.checkpoint import load_checkpoint
 from dial_core.models.segmenter import pick_device, segmenter_from_state
-from dial_core.steps import check_transferable, evaluate_clicks
+from dial_core.steps import check_transferable, evaluate_clicks, with_disca_lr
 
 
 def main() -> None:
@@ -18,7 +18,8 @@ def main() -> None:
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(pick_device())
     val_ids = json.loads(Path(sm.input.split).read_text())["val"]
     images = json.loads(Path(sm.input.images).read_text())["images"]  # the recorded selection (evaluation.max_images)
-    table = evaluate_clicks(root, info, val_ids, model, sm.wildcards.method, sm.params.evaluation, sm.params.tiling,
+    evaluation = with_disca_lr(sm.params.evaluation, sm.input.get("calibration"))  # disca.lr: calibrated
+    table = evaluate_clicks(root, info, val_ids, model, sm.wildcards.method, evaluation, sm.params.tiling,
                             sm.params.seed, sm.wildcards.network, train_dataset=sm.wildcards.source, images=images)
     write_csv(sm.output[0], table)
 

@@ -367,3 +367,16 @@ def class_shares(root: str | Path, image_ids: list[str], n_classes: int, ignore_
         label = read_label(root, image_id)
         counts += np.bincount(label[label != ignore_index].ravel(), minlength=n_classes)[:n_classes]
     return counts / max(int(counts.sum()), 1)
+
+
+def raster_georef(root: str | Path, image_id: str) -> tuple[Affine | None, CRS | None]:
+    """(transform, crs) of an image; (None, None) when it has no grid (identity transform, no CRS)."""
+    path = Path(root) / "images" / f"{image_id}.tif"
+    try:
+        with _open_quietly(path) as src:
+            transform, crs = src.transform, src.crs
+    except RasterioIOError as err:
+        raise DataError(f"cannot read raster {path}: {err}; re-run the dataset preparation") from None
+    if crs is None and transform == Affine.identity():
+        return None, None
+    return transform, crs

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from dial_core.active.acquisition import confidnet_uncertainty, entropy_map, patch_scores, random_order, uncertainty_order
-from dial_core.clicks.agents import next_click
+from dial_core.clicks.agents import AgentContext, needs_uncertainty, next_click
 from dial_core.clicks.types import Click
 from dial_core.data.tiling import tile_windows
 from dial_core.evaluation.metrics import segmentation_scores
@@ -35,7 +35,8 @@ class InteractionConfig:
     disca: DiscaConfig
     window: int = 512  # inference window (the tiles.csv size)
     overlap: int = 128
-    disca_window: int = 512  # side of the window DISCA adapts on around the latest click
+    disca_window: int = 512  # side of the grid windows DISCA adapts on (each window holding a click, every click)
+    agent_options: Mapping = field(default_factory=dict)  # evaluation.agent_options (see dial_core.clicks.agents)
 
 
 def _row(step: int, label: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], correct0: int | None, seconds: float, click: Click | None) -> dict:
@@ -81,15 +82,31 @@ class _Scene:
         )
 
 
-def _adapt(model: Segmenter, scene: _Scene, clicks: list[Click], p0: np.ndarray, window: tuple[int, int, int, int], cfg: InteractionConfig, rng: np.random.Generator) -> None:
-    """DISCA steps on one window holding the latest click, with every click inside that window."""
-    r, c, h, w = window
-    channels = scene.channels(model, clicks, window)
+def disca_windows(shape: tuple[int, int], clicks: Sequence[Click], size: int) -> list[tuple[int, int, int, int]]:
+    """The windows of the ``size``² grid (no overlap, the last row / column flush with the border)
+    that hold at least one click, in raster order: what DISCA adapts on after each click (DIAL)."""
+    return [(r, c, h, w) for r, c, h, w in tile_windows(*shape, min(size, max(shape)), 0)
+            if any(r <= k.row < r + h and c <= k.col < c + w for k in clicks)]
+
+
+def _adapt(model: Segmenter, scene: _Scene, clicks: list[Click], p0: np.ndarray, windows: Sequence[tuple[int, int, int, int]], cfg: InteractionConfig, rng: np.random.Generator) -> int:
+    """DISCA steps on each of ``windows`` in turn, with every click inside the window (DIAL's
+    ``CL_STEPS`` per window). ``p0`` is the initial softmax of the image (``p0: initial``); with
+    ``p0: current`` each window's reference is its current prediction with the annotation channels.
+    Returns the number of windows adapted on."""
     device = next(model.parameters()).device
-    x = network_input(scene.image[r : r + h, c : c + w], channels, model.spec.n_annotation_channels).to(device)
-    target = torch.from_numpy(p0[:, r : r + h, c : c + w]).to(device)
-    with torch.enable_grad():
-        disca_adapt(model, x, [k.shifted(r, c) for k in clicks], target, cfg.disca, rng)
+    adapted = 0
+    for r, c, h, w in windows:
+        local = [k.shifted(r, c) for k in clicks if r <= k.row < r + h and c <= k.col < c + w]
+        if not local:
+            continue
+        channels = scene.channels(model, clicks, (r, c, h, w))
+        x = network_input(scene.image[r : r + h, c : c + w], channels, model.spec.n_annotation_channels).to(device)
+        target = torch.from_numpy(p0[:, r : r + h, c : c + w]).to(device) if cfg.disca.p0 == "initial" else None
+        with torch.enable_grad():
+            disca_adapt(model, x, local, target, cfg.disca, rng)
+        adapted += 1
+    return adapted
 
 
 def click_protocol(
@@ -100,8 +117,12 @@ def click_protocol(
     n_clicks: int,
     cfg: InteractionConfig,
     rng: np.random.Generator,
+    image_id: str = "",
+    recorded: Sequence[Click] | None = None,
 ) -> list[dict]:
     """K agent clicks on one image; AC re-predicts with all clicks, DISCA also adapts the weights.
+
+    ``recorded``: a person's clicks on this image, replayed by the ``human`` agent.
 
     DISCA starts from the pretrained weights for every image (a copy), as in the papers' default.
     """
@@ -114,17 +135,34 @@ def click_protocol(
     rows = [_row(0, label, prediction, class_names, None, time.perf_counter() - start, None)]
     correct0 = rows[0]["correct_pixels"]
     clicks: list[Click] = []
+    agent_rng, memory = rng.spawn(1)[0], {}  # the user's own stream (rng's draws stay DISCA's); memory: one image
+    probs = probs0  # the current softmax (the uncertainty-based users read its entropy)
     for step in range(1, n_clicks + 1):
         start = time.perf_counter()
-        click = next_click(cfg.agent, label, prediction, clicks)
+        click = next_click(cfg.agent, AgentContext(
+            label, prediction, tuple(clicks), agent_rng, _agent_uncertainty(cfg, probs),
+            image_id=image_id, options=cfg.agent_options, step=step, budget=n_clicks, n_classes=len(class_names),
+            recorded=recorded, memory=memory))
         if click is not None:
             clicks.append(click)
             if cfg.method == "disca":
-                _adapt(model, scene, clicks, probs0, _window_around(click, label.shape, cfg.disca_window), cfg, rng)
+                _adapt(model, scene, clicks, probs0, disca_windows(label.shape, clicks, cfg.disca_window), cfg, rng)
             probs, _ = predict_probs(model, image, scene.channels(model, clicks), cfg.window, cfg.overlap)
             prediction = probs.argmax(0)
         rows.append(_row(step, label, prediction, class_names, correct0, time.perf_counter() - start, click))
     return rows
+
+
+def _agent_uncertainty(cfg: InteractionConfig, probs: np.ndarray, acquisition_map: np.ndarray | None = None,
+                       window: tuple[int, int, int, int] | None = None) -> np.ndarray | None:
+    """The uncertainty map the uncertainty-based users read (None for the others, nothing computed):
+    the acquisition's current map when the protocol has one, else the entropy of ``probs``."""
+    if not needs_uncertainty(cfg.agent, cfg.agent_options):
+        return None
+    r, c, h, w = window or (0, 0, *probs.shape[1:])
+    if acquisition_map is not None:
+        return acquisition_map[r : r + h, c : c + w]
+    return entropy_map(probs[:, r : r + h, c : c + w])
 
 
 def _uncertainty(acquisition: str, probs: np.ndarray, confidence: np.ndarray | None) -> np.ndarray | None:
@@ -160,6 +198,8 @@ def patch_protocol(
     rng: np.random.Generator,
     confidnet: torch.nn.Module | None = None,
     max_patches: int | None = None,
+    image_id: str = "",
+    recorded: Sequence[Click] | None = None,
 ) -> list[dict]:
     """DIAL patch protocol on one image: rows after 0, 1, 2 … annotated patches.
 
@@ -184,19 +224,24 @@ def patch_protocol(
     clicks: list[Click] = []
     visited: set[int] = set()
     budget = len(windows) if max_patches is None else min(max_patches, len(windows))
+    agent_rng = rng.spawn(1)[0]  # the user's own stream: rng's draws (order, DISCA) stay as they were
     for step in range(1, budget + 1):
         start = time.perf_counter()
         index = order.pop(0)
         visited.add(index)
         r, c, h, w = windows[index]
-        local = next_click(cfg.agent, label[r : r + h, c : c + w], prediction[r : r + h, c : c + w])
+        local = next_click(cfg.agent, AgentContext(  # the patch only, in its own coordinates; a fresh memory
+            label[r : r + h, c : c + w], prediction[r : r + h, c : c + w], tuple(k.shifted(r, c) for k in clicks),
+            agent_rng, _agent_uncertainty(cfg, probs0, uncertainty, (r, c, h, w)), image_id=image_id,
+            options=cfg.agent_options, step=step, budget=budget, n_classes=len(class_names), recorded=recorded,
+            window=(r, c, h, w)))
         click = local.shifted(-r, -c) if local is not None else None
         if click is not None:
             clicks.append(click)
             if cfg.method == "ac":
                 _repredict_patch(model, scene, clicks, windows[index], prediction, cfg)
             else:
-                _adapt(model, scene, clicks, probs0, windows[index], cfg, rng)
+                _adapt(model, scene, clicks, probs0, [windows[index]], cfg, rng)  # DIAL Fig. 4: the annotated patch
                 probs, confidence = predict_probs(model, image, scene.channels(model, clicks), cfg.window, cfg.overlap, use_conf)
                 prediction = probs.argmax(0)
                 uncertainty = _uncertainty(acquisition, probs, confidence)

@@ -1,0 +1,430 @@
+"""The papers' published numbers beside ours (reports/reproduction.md).
+
+The published numbers live in one data file, ``paper_numbers.csv`` (package data, next to this
+module): one row per (paper, table_or_figure, dataset, method, metric, setting) with the value in
+the paper's unit (IoU in points, 0–100), a ``qualifier`` (``=`` printed in a table or stated
+exactly, ``≈`` "around" / "almost", ``>`` / ``<`` a bound stated in the text), the ``source`` that
+locates it and a ``note``. ``setting`` is ``key=value`` pairs joined by ``; `` (``clicks=120``,
+``patches=50; acquisition=entropy``, ``clicks=120; encoding=dt``).
+
+:data:`REGISTRY` maps each table/figure id (``"DIAL Table I"``) to an :class:`Item` whose function
+takes our tidy tables (``clicks``, ``patches``, ``transfer``, ``studies`` as the workflow writes
+them) and returns our rows in the paper's layout: the same method, metric and setting, and the x
+value we actually measured (``ours_at``) when our run is smaller than the paper's (10 clicks where
+the paper has 120: ours at 10). :func:`reproduction_markdown` renders every item.
+
+Not transcribed (no number in the text, or outside what the workflow runs today):
+
+- DISIR Fig. 4 curves, Fig. 5 per-class bars, Fig. 6 (annotation strategies: the text only ranks
+  them), Fig. 7 per-architecture bars, Fig. 8 INRIA panel and curves, Figs. 11–12 (manual
+  evaluation: no numbers in the text; the ``human`` user of a later issue) — plots only.
+- DISCA Fig. 3 curves (the text's 20 % / 5 % gains are transcribed), the abstract's "up to 4.7 %"
+  and §4.2's "average improvement of 2.5 %" (both derivable from Table 1).
+- DIAL Table I's text gains (2.2 % / 2.5 %) and Table IV's text averages (1.3/1.7 % vs 1.1/1.5 %):
+  derivable from the tables. Figs. 3–4 (patch curves per acquisition): the text's "around 20 %,
+  5 %, 10 %, 4 %" and "up to 5 % vs 4 %" give no patch count to read them at. Fig. 5 (ablation
+  arms WTP, FESTA, AC+WTP, λ=10: not in the workflow yet), Fig. 8 (sequential learning),
+  Fig. 9 (AC vs DISCA by mistake size), Figs. 11–13 (App. B pixel guidance) — plots only or not run.
+- The RITM satellite report (NoC) and Area Disagreement papers: not in the workflow yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["paper", "table_or_figure", "dataset", "method", "metric", "setting", "value", "unit", "qualifier", "source", "note"]
+KEY = ["paper", "table_or_figure", "dataset", "method", "metric", "setting"]
+METRICS = {
+    "miou", "miou_gain", "miou_mean", "miou_std", "miou_gain_mean", "miou_gain_std",
+    "miou_gain_fb_minus_no_fb", "classes_improved_by_fb", "corrected_pixels_per_click",
+    "seconds", "seconds_ratio_to_ac", "seconds_ratio_to_entropy",
+}
+QUALIFIERS = {"=", "≈", ">", "<"}
+TABLES = ("clicks", "patches", "transfer", "studies")
+# our dataset names that are one of the papers' datasets; others are matched by their classes
+PAPER_DATASET = {"potsdam": "ISPRS Potsdam", "isprs": "ISPRS Potsdam", "inria": "INRIA", "airs": "AIRS"}
+
+Tables = Mapping[str, "pd.DataFrame | None"]
+
+
+def load_paper_numbers(path: str | Path | None = None) -> pd.DataFrame:
+    """The published numbers (package data unless ``path`` names another copy)."""
+    source = Path(path) if path is not None else resources.files("dial_core.report") / "paper_numbers.csv"
+    with source.open(encoding="utf-8") as handle:
+        frame = pd.read_csv(handle, dtype={"setting": str}, keep_default_na=False, na_values={"value": [""]})
+    frame["value"] = pd.to_numeric(frame["value"])
+    frame["item"] = frame["paper"] + " " + frame["table_or_figure"]
+    return frame
+
+
+def parse_setting(setting: str) -> dict[str, str]:
+    """``"patches=50; acquisition=entropy"`` → ``{"patches": "50", "acquisition": "entropy"}``."""
+    return dict(part.strip().split("=", 1) for part in setting.split(";") if "=" in part)
+
+
+# --- helpers over the tidy tables ------------------------------------------------------------------
+
+def _subset(frame: pd.DataFrame, **where) -> pd.DataFrame:
+    for column, value in where.items():
+        frame = frame[frame[column] == value]
+    return frame
+
+
+def _step(frame: pd.DataFrame, wanted: int) -> int:
+    """The x value we can show for the paper's ``wanted``: itself, or our largest step below it."""
+    return int(min(wanted, frame["step"].max()))
+
+
+def _per_image(frame: pd.DataFrame, step: int, column: str = "miou") -> pd.Series:
+    """``column`` at ``step`` for each image (an image with fewer steps contributes its last one)."""
+    rows = frame[frame["step"] <= step].sort_values("step").groupby("image").tail(1)
+    return rows.set_index("image")[column]
+
+
+def _gain(frame: pd.DataFrame, step: int, column: str = "miou") -> pd.Series:
+    return _per_image(frame, step, column) - _per_image(frame, 0, column)
+
+
+def _row(method: str, metric: str, setting: str, value: float, ours_at: str = "") -> dict:
+    return {"method": method, "metric": metric, "setting": setting, "value": float(value), "ours_at": ours_at}
+
+
+def _at(kind: str, wanted: int, actual: int) -> str:
+    return "" if wanted == actual else f"{kind}={actual}"
+
+
+def _study_network(studies: pd.DataFrame | None, study: str, value: str) -> str | None:
+    """The network a study entry trained (``studies.csv``: study, value, network …)."""
+    if studies is None or studies.empty:
+        return None
+    def same(v) -> bool:
+        try:
+            return float(v) == float(value)
+        except (TypeError, ValueError):
+            return str(v).lower() == str(value).lower()
+    match = studies[(studies["study"] == study) & studies["value"].map(same)]
+    return None if match.empty else str(match["network"].iloc[0])
+
+
+def _model_clicks(clicks: pd.DataFrame, network: str, method: str = "ac") -> pd.DataFrame:
+    return _subset(clicks, model=network, method=method)
+
+
+# --- one function per paper table / figure ----------------------------------------------------------
+
+def disir_table_1(t: Tables, network: str) -> list[dict]:
+    ac = _model_clicks(t["clicks"], network)
+    if ac.empty:
+        return []
+    k = _step(ac, 120)
+    value = (_per_image(ac, k, "corrected_pixels") / k).mean() if k else np.nan
+    return [_row("ac", "corrected_pixels_per_click", "clicks=120", value, _at("clicks", 120, k))]
+
+
+def disir_fig_4(t: Tables, network: str) -> list[dict]:
+    ac = _model_clicks(t["clicks"], network)
+    if ac.empty:
+        return []
+    k = _step(ac, 120)
+    return [_row("ac", "miou_gain", "clicks=120", 100 * _gain(ac, k).mean(), _at("clicks", 120, k))]
+
+
+def disir_fig_5(t: Tables, network: str) -> list[dict]:
+    on, off = (_study_network(t["studies"], "frequency_balancing", v) for v in ("true", "false"))
+    if on is None or off is None:
+        return []
+    curves = {name: _model_clicks(t["clicks"], name) for name in (on, off)}
+    if any(c.empty for c in curves.values()):
+        return []
+    k = min(_step(c, 120) for c in curves.values())
+    encoding = str(curves[on]["encoding"].iloc[0])
+    at = "; ".join(p for p in (_at("clicks", 120, k), "" if encoding == "binary" else f"encoding={encoding}") if p)
+    setting = "clicks=120; encoding=binary"
+    gains = {name: _gain(c, k).mean() for name, c in curves.items()}
+    classes = [c[len("iou_"):] for c in curves[on].columns if c.startswith("iou_")]
+    improved = sum(
+        _gain(curves[on], k, f"iou_{c}").mean() > _gain(curves[off], k, f"iou_{c}").mean() for c in classes
+    )
+    return [
+        _row("ac", "miou_gain_fb_minus_no_fb", setting, 100 * (gains[on] - gains[off]), at),
+        _row("ac", "classes_improved_by_fb", setting, improved, f"{at}; of {len(classes)} classes".lstrip("; ")),
+    ]
+
+
+def disir_fig_7(t: Tables, network: str) -> list[dict]:
+    studies = t["studies"]
+    if studies is None or studies.empty:
+        return []
+    nets = [str(n) for n in studies.loc[studies["study"] == "arch", "network"]]
+    curves = [c for c in (_model_clicks(t["clicks"], n) for n in nets) if not c.empty]
+    if not curves:
+        return []
+    k = min(_step(c, 120) for c in curves)
+    initial = np.array([100 * _per_image(c, 0).mean() for c in curves])
+    gain = np.array([100 * _gain(c, k).mean() for c in curves])
+    ddof = 1 if len(curves) > 1 else 0
+    note = f"{len(curves)} architectures"
+    at = "; ".join(p for p in (_at("clicks", 120, k), note) if p)
+    return [
+        _row("ac", "miou_mean", "clicks=0", initial.mean(), note),
+        _row("ac", "miou_std", "clicks=0", initial.std(ddof=ddof), note),
+        _row("ac", "miou_gain_mean", "clicks=120", gain.mean(), at),
+        _row("ac", "miou_gain_std", "clicks=120", gain.std(ddof=ddof), at),
+    ]
+
+
+def disir_fig_8(t: Tables, network: str) -> list[dict]:
+    rows = []
+    for fraction in ("0.2", "1.0"):
+        name = _study_network(t["studies"], "train_fraction", fraction)
+        ac = _model_clicks(t["clicks"], name) if name else pd.DataFrame()
+        if ac.empty:
+            continue
+        k = _step(ac, 120)
+        rows.append(_row("ac", "miou_gain", f"clicks=120; train_fraction={fraction}", 100 * _gain(ac, k).mean(), _at("clicks", 120, k)))
+    return rows
+
+
+def _before_after(frame: pd.DataFrame, clicks: int, methods=("ac", "disca")) -> list[dict]:
+    """Initial mIoU and mIoU after ``clicks`` per method (DISCA Table 1, DIAL Fig. 6 …)."""
+    rows = []
+    for method in methods:
+        curve = _subset(frame, method=method)
+        if curve.empty:
+            continue
+        if not rows:
+            rows.append(_row("initial", "miou", "clicks=0", 100 * _per_image(curve, 0).mean()))
+        k = _step(curve, clicks)
+        rows.append(_row(method, "miou", f"clicks={clicks}", 100 * _per_image(curve, k).mean(), _at("clicks", clicks, k)))
+    return rows
+
+
+def disca_table_1(t: Tables, network: str) -> list[dict]:
+    return _before_after(_subset(t["clicks"], model=network), 10)
+
+
+def _transfer(t: Tables, network: str) -> pd.DataFrame:
+    return _subset(t["transfer"], model=network)
+
+
+def disca_fig_3(t: Tables, network: str) -> list[dict]:
+    rows = []
+    for method in ("disca", "ac"):
+        curve = _subset(_transfer(t, network), method=method)
+        if not curve.empty:
+            k = _step(curve, 10)
+            rows.append(_row(method, "miou_gain", "clicks=10", 100 * _gain(curve, k).mean(), _at("clicks", 10, k)))
+    return rows
+
+
+def _patch_rows(patches: pd.DataFrame, network: str, budget: int) -> list[dict]:
+    patches = _subset(patches, model=network)
+    rows = []
+    if not patches.empty:
+        rows.append(_row("initial", "miou", "patches=0", 100 * _per_image(patches[patches["step"] == 0].drop_duplicates("image"), 0).mean()))
+    for (method, acquisition), curve in patches.groupby(["method", "acquisition"]):
+        if acquisition not in ("random", "entropy"):
+            continue
+        k = _step(curve, budget)
+        rows.append(_row(method, "miou", f"patches={budget}; acquisition={acquisition}", 100 * _per_image(curve, k).mean(), _at("patches", budget, k)))
+    return rows
+
+
+def dial_table_i(t: Tables, network: str) -> list[dict]:
+    return _patch_rows(t["patches"], network, 50)
+
+
+def dial_table_ii(t: Tables, network: str) -> list[dict]:
+    clicks = _subset(t["clicks"], model=network)
+    rows, per_click = [], {}
+    first = clicks[clicks["step"] == 0]
+    if not first.empty:
+        rows.append(_row("initial", "seconds", "per 512×512 patch", first["seconds"].mean(), "one whole-image prediction"))
+    for method in ("ac", "disca"):
+        after = clicks[(clicks["method"] == method) & (clicks["step"] > 0)]
+        if not after.empty:
+            per_click[method] = after["seconds"].mean()
+            rows.append(_row(method, "seconds", "per 512×512 patch", per_click[method], "per click on the whole image"))
+    if {"ac", "disca"} <= set(per_click):
+        rows.append(_row("disca", "seconds_ratio_to_ac", "per annotation", per_click["disca"] / per_click["ac"], "per click"))
+    return rows
+
+
+def dial_table_iii(t: Tables, network: str) -> list[dict]:
+    first = _subset(t["patches"], model=network)
+    first = first[first["step"] == 0]
+    seconds = first.groupby("acquisition")["seconds"].mean()
+    rows = [_row("initial", "seconds", f"acquisition={a}", s, "per image of our run") for a, s in seconds.items()]
+    if "entropy" in seconds:
+        rows += [_row("initial", "seconds_ratio_to_entropy", f"acquisition={a}", s / seconds["entropy"])
+                 for a, s in seconds.items() if a != "random"]  # the paper states no factor for random
+    return rows
+
+
+def dial_table_iv(t: Tables, network: str) -> list[dict]:
+    whole = [r for r in _before_after(_subset(t["clicks"], model=network), 10) if r["method"] != "initial"]
+    return _patch_rows(t["patches"], network, 10) + whole
+
+
+# DIAL Table V's encodings → the study entry that trained them (binary: DIAL's 1.5 px disks variant)
+ENCODING_ENTRIES = {"binary": ("variant", "binary_disk"), "dt": ("encoding", "dt"), "cpm": ("encoding", "cpm"),
+                    "cgt": ("encoding", "cgt"), "gf": ("encoding", "gf")}
+
+
+def dial_table_v(t: Tables, network: str) -> list[dict]:
+    rows = []
+    for encoding, (study, value) in ENCODING_ENTRIES.items():
+        name = _study_network(t["studies"], study, value) or (_study_network(t["studies"], "encoding", encoding) if encoding == "binary" else None)
+        ac = _model_clicks(t["clicks"], name) if name else pd.DataFrame()
+        if ac.empty:
+            continue
+        k = _step(ac, 120)
+        at = _at("clicks", 120, k)
+        rows += [
+            _row("ac", "miou", f"clicks=0; encoding={encoding}", 100 * _per_image(ac, 0).mean()),
+            _row("ac", "miou", f"clicks=120; encoding={encoding}", 100 * _per_image(ac, k).mean(), at),
+            _row("ac", "miou_gain", f"clicks=120; encoding={encoding}", 100 * _gain(ac, k).mean(), at),
+        ]
+    return rows
+
+
+def dial_fig_6(t: Tables, network: str) -> list[dict]:
+    curve = _subset(_transfer(t, network), method="disca")
+    if curve.empty:
+        return []
+    k = _step(curve, 20)
+    return [_row("disca", "miou", "clicks=20", 100 * _per_image(curve, k).mean(), _at("clicks", 20, k))]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One paper table/figure: what it shows, the tables it needs, the overlay that runs them."""
+
+    title: str
+    needs: tuple[str, ...]
+    overlay: str
+    ours: Callable[[Tables, str], list[dict]]
+
+
+REGISTRY: dict[str, Item] = {
+    "DISIR Table 1": Item("Average corrected pixels per click", ("clicks",), "config/paper.yaml", disir_table_1),
+    "DISIR Fig. 4": Item("mIoU gain after the clicks (automatic evaluation)", ("clicks",), "config/paper.yaml", disir_fig_4),
+    "DISIR Fig. 5": Item("Frequency balancing during training", ("clicks", "studies"), "config/studies.yaml", disir_fig_5),
+    "DISIR Fig. 7": Item("Backbone architectures: initial mIoU and gain", ("clicks", "studies"), "config/studies.yaml", disir_fig_7),
+    "DISIR Fig. 8": Item("Training-set size: mIoU gain", ("clicks", "studies"), "config/studies.yaml", disir_fig_8),
+    "DISCA Table 1": Item("mIoU before and after 10 clicks", ("clicks",), "config/paper.yaml", disca_table_1),
+    "DISCA Fig. 3": Item("Domain adaptation AIRS → ISPRS: gain after 10 clicks", ("transfer",), "config/airs_to_potsdam.yaml", disca_fig_3),
+    "DIAL Table I": Item("mIoU after 50 annotated patches (random / entropy order)", ("patches",), "config/paper.yaml", dial_table_i),
+    "DIAL Table II": Item("Time per annotation: AC vs DISCA", ("clicks",), "config/paper.yaml", dial_table_ii),
+    "DIAL Table III": Item("Time of prediction with uncertainty", ("patches",), "config/paper.yaml", dial_table_iii),
+    "DIAL Table IV": Item("mIoU with 10 annotations: patches vs whole image", ("clicks", "patches"), "config/paper.yaml", dial_table_iv),
+    "DIAL Table V": Item("mIoU after 120 AC clicks by click encoding", ("clicks", "studies"), "config/studies.yaml", dial_table_v),
+    "DIAL Fig. 6": Item("Domain adaptation AIRS → ISPRS: DISCA mIoU after 20 clicks", ("transfer",), "config/airs_to_potsdam.yaml", dial_fig_6),
+}
+
+
+# --- rendering ----------------------------------------------------------------------------------------
+
+def _classes(frame: pd.DataFrame | None) -> int:
+    return 0 if frame is None else sum(c.startswith("iou_") for c in frame.columns)
+
+
+def counterpart(paper_datasets: list[str], our_dataset: str, n_classes: int) -> str | None:
+    """The paper dataset our numbers go beside: the only one, ours by name, else by its classes
+    (≥ 3 classes: ISPRS Potsdam; 2: INRIA, else AIRS)."""
+    if len(paper_datasets) == 1:
+        return paper_datasets[0]
+    named = PAPER_DATASET.get(our_dataset.lower())
+    if named in paper_datasets:
+        return named
+    order = ["ISPRS Potsdam"] if n_classes >= 3 else ["INRIA", "AIRS"]
+    return next((d for d in order if d in paper_datasets), None)
+
+
+def _number(value: float) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "—"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def compare(item_id: str, tables: Tables, paper: pd.DataFrame, network: str) -> pd.DataFrame:
+    """The paper's rows of one item with ours beside them: ``ours``, ``ours_at``, ``difference``."""
+    item = REGISTRY[item_id]
+    rows = paper[paper["item"] == item_id].copy()
+    ours = pd.DataFrame(item.ours(tables, network), columns=["method", "metric", "setting", "value", "ours_at"])
+    source = tables.get("transfer") if "transfer" in item.needs else tables.get(item.needs[0])
+    our_dataset = str(source["dataset"].iloc[0]) if source is not None and not source.empty else ""
+    target = counterpart(list(dict.fromkeys(rows["dataset"])), our_dataset, _classes(source))
+    merged = rows.merge(ours.rename(columns={"value": "ours"}), on=["method", "metric", "setting"], how="left")
+    beside = merged["dataset"] == target
+    merged.loc[~beside, "ours"] = np.nan
+    merged["ours_at"] = merged["ours_at"].where(beside, "").fillna("")
+    merged["difference"] = merged["ours"] - merged["value"]
+    merged.attrs["our_dataset"] = our_dataset
+    return merged
+
+
+def scale_line(tables: Tables, scale: Mapping) -> str:
+    """What our run is, stated before any comparison."""
+    clicks = tables.get("clicks")
+    parts = [f"dataset `{scale.get('dataset', '?')}`"]
+    if clicks is not None and not clicks.empty:
+        first = clicks[clicks["step"] == 0]
+        pixels = (first["correct_pixels"] / first["accuracy"]).mean() if "correct_pixels" in first else np.nan
+        side = f", ≈{np.sqrt(pixels):.0f}² labelled px each" if np.isfinite(pixels) else ""
+        parts.append(f"{clicks['image'].nunique()} evaluated images{side} ({_classes(clicks)} classes)")
+        if "agent" in clicks:
+            parts.append("simulated user " + " / ".join(f"`{a}`" for a in sorted(clicks["agent"].astype(str).unique())))
+    for key, label in (("n_clicks", "clicks per image"), ("patch_size", "px patches"), ("max_patches", "patches at most per image"),
+                       ("epochs", "training epochs"), ("crops_per_epoch", "crops per epoch"), ("crop_size", "px crops"),
+                       ("train_images", "training images"), ("network", "network"), ("architecture", "architecture"),
+                       ("disca_lr", "DISCA lr")):
+        if scale.get(key) is not None:
+            parts.append(f"{label} {scale[key]}" if key in ("network", "architecture", "disca_lr") else f"{scale[key]} {label}")
+    return "Our run: " + ", ".join(parts) + "."
+
+
+def reproduction_markdown(tables: Tables, scale: Mapping, paper: pd.DataFrame | None = None, network: str | None = None) -> str:
+    """reports/reproduction.md: every registered item, the paper's value and ours side by side."""
+    paper = load_paper_numbers() if paper is None else paper
+    tables = {name: tables.get(name) for name in TABLES}
+    network = network or scale.get("network") or "linknet"
+    out = [
+        "# The papers' numbers beside ours", "",
+        scale_line(tables, scale), "",
+        ("The papers ran LinkNet-ResNet34 on 5000² / 6000² tiles with 50 epochs of 10000 crops of 512², 120 (DISIR) or 10 "
+        "(DISCA, DIAL) clicks per image. A demo-scale run is not expected to match their numbers: compare the direction "
+        "of each effect (which method gains more, which setting helps). IoU values are in points (0–100); `ours at` names "
+        "the x value we measured when our run stops before the paper's; `difference` is ours − paper. "
+        "Qualifiers: `≈` the text says around / almost, `>` / `<` a bound stated in the text. "
+        "Published numbers: `src/dial_core/report/paper_numbers.csv` (source of each value there)."), "",
+    ]
+    for item_id, item in REGISTRY.items():
+        out += [f"## {item_id}: {item.title}", ""]
+        missing = [n for n in item.needs if tables[n] is None]
+        rows = paper[paper["item"] == item_id]
+        if missing:
+            out += [(f"Not run in this configuration (no {', '.join(f'`{m}`' for m in missing)} table): "
+                     f"run it with `--configfile {item.overlay}`."), ""]
+        table = compare(item_id, tables, paper, network) if not missing else rows.assign(ours=np.nan, ours_at="", difference=np.nan)
+        if not missing:
+            if table["ours"].isna().all():
+                out += [("Our run made the tables but none of this item's rows (e.g. a method, acquisition or study "
+                         f"it does not run): see `--configfile {item.overlay}`."), ""]
+            else:
+                out += [f"Ours: `{table.attrs.get('our_dataset', '')}`, network `{network}`.", ""]
+        shown = pd.DataFrame({
+            "paper dataset": table["dataset"], "method": table["method"], "metric": table["metric"], "setting": table["setting"],
+            "unit": table["unit"],
+            "paper": [(q + " " if q in ("≈", ">", "<") else "") + _number(v) for q, v in zip(table["qualifier"], table["value"])],
+            "ours": [_number(v) for v in table["ours"]], "ours at": table["ours_at"],
+            "difference": [_number(v) for v in table["difference"]],
+        })
+        out += [shown.to_markdown(index=False), ""]
+    return "\n".join(out)

@@ -1,0 +1,23 @@
+"""Pick DISCA's learning rate for one network from a grid, on held-out training images."""
+import json
+from pathlib import Path
+
+from dial_core.atomic import write_json
+from dial_core.cli import run_step
+from dial_core.data.canonical import load_info
+from dial_core.models.checkpoint import load_checkpoint
+from dial_core.models.segmenter import pick_device, segmenter_from_state
+from dial_core.steps import calibrate_disca
+
+
+def main() -> None:
+    sm = snakemake  # noqa: F821 (injected by Snakemake)
+    root = Path(sm.input.info).parent
+    split = json.loads(Path(sm.input.split).read_text())
+    model = segmenter_from_state(load_checkpoint(sm.input.model)).to(pick_device())
+    result = calibrate_disca(root, load_info(root), split, model, sm.params.evaluation, sm.params.tiling,
+                             sm.params.seed, sm.wildcards.network)
+    write_json(sm.output[0], result)
+
+
+run_step(main, snakemake.log[0], snakemake.threads)  # noqa: F821
