@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_models_training import _cfg, _same_state
 
 import dial_core.training.confidnet as confidnet_module
 import dial_core.training.pretrain as pretrain_module
@@ -27,7 +28,7 @@ from dial_core.models.checkpoint import load_checkpoint, save_checkpoint
 from dial_core.models.segmenter import NetworkSpec, Segmenter
 from dial_core.training.confidnet import ConfidNetConfig, train_confidnet
 from dial_core.training.crops import ClickPolicy, CropSource
-from dial_core.training.pretrain import DIVERGENCE_FACTOR, PretrainConfig, pretrain, training_fingerprint
+from dial_core.training.pretrain import DIVERGENCE_FACTOR, pretrain, training_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CLASSES = 3
@@ -65,15 +66,6 @@ def _policy(max_clicks: int = 5, weights=None, radius: float = 5.0) -> ClickPoli
     return ClickPolicy(0.7, max_clicks, weights, ClickEncoder("dt", radius, N_CLASSES))
 
 
-def _cfg(**changes) -> PretrainConfig:
-    base = dict(epochs=2, crops_per_epoch=4, crop_size=64, batch_size=2, lr=0.01, momentum=0.9,
-                weight_decay=5e-4, milestones=(1,), gamma=0.1, checkpoint_every=1, seed=3)
-    base.update(changes)
-    return PretrainConfig(**base)
-
-
-def _same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _stopped_after_first_epoch(state: Path, **run) -> list[float]:
