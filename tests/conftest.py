@@ -1,4 +1,5 @@
-"""Shared fixtures: a loopback HTTP file server with Range support and switchable misbehaviour."""
+"""Shared test helpers: a loopback HTTP file server with Range support and switchable misbehaviour;
+tiny synthetic scenes and a briefly pretrained network for the model and protocol tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -145,3 +147,46 @@ def file_server(tmp_path):
         assert not thread.is_alive()
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny synthetic scenes and a briefly pretrained network (imported: ``from conftest import ...``)
+# --------------------------------------------------------------------------------------------
+SCENE_PALETTE = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]])
+
+
+def toy_scene(rng: np.random.Generator, size: int = 96, *, noise: float = 40.0, border_patch: bool = False,
+              ignore_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A ``size`` x ``size`` image and label of three colour-coded regions with Gaussian noise.
+
+    ``border_patch`` adds a small class-2 patch at the right border, ``ignore_rows`` marks that many
+    top rows as ignore (255). ``rng`` is drawn in a fixed order, so a seed gives the same scene in
+    every test file that asks for the same options.
+    """
+    label = np.zeros((size, size), np.uint8)
+    a, b = rng.integers(size // 4, 3 * size // 4, 2)
+    label[:, a:] = 1
+    label[b:, : a // 2] = 2
+    if border_patch:
+        r = rng.integers(0, size - 12)
+        label[r : r + 12, -20:] = 2
+    image = np.clip(SCENE_PALETTE[label] + rng.normal(0, noise, (size, size, 3)), 0, 255).astype(np.uint8)
+    label[:ignore_rows] = 255
+    return image, label
+
+
+def briefly_pretrained(scenes: list[tuple[np.ndarray, np.ndarray]], n_classes: int):
+    """LinkNet-ResNet18 after one short epoch on ``scenes``: imperfect, so there are mistakes to click."""
+    import torch
+
+    from dial_core.models.segmenter import NetworkSpec
+    from dial_core.training.crops import ClickPolicy, CropSource
+    from dial_core.training.pretrain import PretrainConfig, pretrain
+
+    source = CropSource.from_arrays([p[0] for p in scenes], [p[1] for p in scenes])
+    spec = NetworkSpec("linknet", "resnet18", n_classes, encoding="dt", radius=5.0)
+    policy = ClickPolicy(0.7, 5, np.ones(n_classes), spec.click_encoder())
+    cfg = PretrainConfig(epochs=1, crops_per_epoch=8, crop_size=64, batch_size=4, lr=0.01, momentum=0.9,
+                         weight_decay=5e-4, milestones=(), gamma=0.1, checkpoint_every=1, seed=0)
+    net, _ = pretrain(spec, source, policy, cfg, torch.device("cpu"))
+    return net

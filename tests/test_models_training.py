@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import toy_scene
 
 from dial_core.errors import CheckpointError, ConfigError, TrainingError
 from dial_core.models.checkpoint import load_checkpoint, save_checkpoint
@@ -26,23 +27,16 @@ torch.set_num_threads(2)
 N_CLASSES = 3
 SPEC = NetworkSpec("linknet", "resnet18", N_CLASSES)
 CPU = torch.device("cpu")
-PALETTE = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]])
 
 
 def _scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """Three colour-coded rectangles with noise, a strip of ignore pixels."""
-    label = np.zeros((size, size), np.uint8)
-    a, b = rng.integers(size // 4, 3 * size // 4, 2)
-    label[:, a:] = 1
-    label[b:, : a // 2] = 2
-    image = np.clip(PALETTE[label] + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
-    label[:4] = 255
-    return image, label
+    """The shared toy scene, less noisy, with a strip of ignore pixels."""
+    return toy_scene(rng, size, noise=25, ignore_rows=4)
 
 
-def _source(seed: int = 0, n: int = 3) -> CropSource:
+def _source(seed: int = 0, n: int = 3, size: int = 96) -> CropSource:
     rng = np.random.default_rng(seed)
-    pairs = [_scene(rng) for _ in range(n)]
+    pairs = [_scene(rng, size) for _ in range(n)]
     return CropSource.from_arrays([p[0] for p in pairs], [p[1] for p in pairs])
 
 

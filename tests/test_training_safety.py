@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_models_training import _cfg, _same_state
+from test_models_training import _cfg, _same_state, _source
 
 import dial_core.training.confidnet as confidnet_module
 import dial_core.training.pretrain as pretrain_module
@@ -27,14 +27,13 @@ from dial_core.errors import TrainingError
 from dial_core.models.checkpoint import load_checkpoint, save_checkpoint
 from dial_core.models.segmenter import NetworkSpec, Segmenter
 from dial_core.training.confidnet import ConfidNetConfig, train_confidnet
-from dial_core.training.crops import ClickPolicy, CropSource
+from dial_core.training.crops import ClickPolicy
 from dial_core.training.pretrain import DIVERGENCE_FACTOR, pretrain, training_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 N_CLASSES = 3
 SPEC = NetworkSpec("linknet", "resnet18", N_CLASSES)
 CPU = torch.device("cpu")
-PALETTE = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]])
 LOGGER = "dial_core.training.pretrain"
 
 
@@ -45,20 +44,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _source(seed: int = 0, n: int = 3, size: int = 96) -> CropSource:
-    rng = np.random.default_rng(seed)
-    images, labels = [], []
-    for _ in range(n):
-        label = np.zeros((size, size), np.uint8)
-        a, b = rng.integers(size // 4, 3 * size // 4, 2)
-        label[:, a:] = 1
-        label[b:, : a // 2] = 2
-        images.append(np.clip(PALETTE[label] + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8))
-        label[:4] = 255
-        labels.append(label)
-    return CropSource.from_arrays(images, labels)
 
 
 def _policy(max_clicks: int = 5, weights=None, radius: float = 5.0) -> ClickPolicy:

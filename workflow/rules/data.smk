@@ -26,7 +26,7 @@ rule prepare_dataset:
         labels=directory(f"{PROCESSED}/labels"),
     input:
         raw=raw_inputs,
-        code=code("data", "data/adapters"),
+        code=code("data"),
     params:
         adapter=adapter_name,
         options=adapter_options,

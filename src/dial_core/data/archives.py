@@ -24,8 +24,9 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, TypeVar
 
 from dial_core.atomic import default_file_mode
 from dial_core.errors import DataError
@@ -34,6 +35,7 @@ __all__ = ["ARCHIVE_SUFFIXES", "archive_kind", "check_member_path", "extract_arc
            "safe_extract_tar", "safe_extract_zip"]
 
 _STAGING_PREFIX = ".extract-tmp-"
+_M = TypeVar("_M")  # a format's member record: ZipInfo, TarInfo, py7zr FileInfo
 _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, lzma.LZMAError, NotImplementedError,
                struct.error)
 # Reading a tar: tarfile's own errors, plus what the gzip / bz2 / lzma decompressors raise on damaged
@@ -120,8 +122,63 @@ def _place(staged: Path, target: Path, archive: Path, name: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# The two steps every format shares; a format supplies only how to read its member records
+# --------------------------------------------------------------------------------------------
+def _check_members(infos: Sequence[_M], archive: Path, dest: Path, members: Iterable[str] | None, *,
+                   name: Callable[[_M], str], refuse: Callable[[_M], str | None]) -> list[tuple[_M, Path]]:
+    """Check every member before anything is written; return the selected ``(member, target)`` pairs.
+
+    Each name goes through :func:`check_member_path`; ``refuse(member)`` says why a member of a
+    forbidden type (link, device, ...) may not be extracted, or None. ``members`` (if given) must
+    all exist; only they are selected.
+    """
+    targets: list[tuple[_M, Path]] = []
+    for info in infos:
+        target = check_member_path(dest, name(info), archive)
+        why = refuse(info)
+        if why is not None:
+            raise DataError(f"refusing to extract member {name(info)!r} of {archive}: {why}. "
+                            "Delete the archive and download it again.")
+        targets.append((info, target))
+    wanted = _require_members((name(i) for i in infos), members, archive)
+    return [(i, t) for i, t in targets if wanted is None or name(i).rstrip("/") in wanted]
+
+
+def _extract_staged(selected: Sequence[tuple[_M, Path]], archive: Path, dest: Path, *, name: Callable[[_M], str],
+                    is_dir: Callable[[_M], bool], size: Callable[[_M], int],
+                    copy: Callable[[_M, BinaryIO, Path], None]) -> list[Path]:
+    """Write the selected files through a staging folder in ``dest``; return their final paths.
+
+    Folders are created; a file already in place with the right ``size`` is skipped; any other is
+    written by ``copy(member, open_temp_file, temp_path)`` into a temporary file in the staging
+    folder and then renamed into place, so no half file ever stands under a final name.
+    """
+    staging = _prepare_dest(dest, archive)
+    out: list[Path] = []
+    try:
+        for info, target in selected:
+            if is_dir(info):
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            out.append(target)
+            if _already_there(target, size(info)):
+                continue
+            fd, tmp = tempfile.mkstemp(dir=staging)
+            with os.fdopen(fd, "wb") as dst:
+                copy(info, dst, Path(tmp))
+            _place(Path(tmp), target, archive, name(info))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Zip
 # --------------------------------------------------------------------------------------------
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    return info.filename
+
+
 def _zip_is_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
 
@@ -137,36 +194,16 @@ def safe_extract_zip(archive: Path, dest: Path, members: Iterable[str] | None = 
         raise DataError(f"archive {archive} not found; run the download step first")
     try:
         with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            # 1. check every member before writing anything
-            targets: list[tuple[zipfile.ZipInfo, Path]] = []
-            for info in infos:
-                target = check_member_path(dest, info.filename, archive)
-                if _zip_is_symlink(info):
-                    raise DataError(f"refusing to extract member {info.filename!r} of {archive}: it is a symbolic link "
-                                    f"that could point outside {dest}. Delete the archive and download it again.")
-                targets.append((info, target))
-            wanted = _require_members((i.filename for i in infos), members, archive)
-            selected = [(i, t) for i, t in targets if wanted is None or i.filename.rstrip("/") in wanted]
+            def refuse(info: zipfile.ZipInfo) -> str | None:
+                return f"it is a symbolic link that could point outside {dest}" if _zip_is_symlink(info) else None
 
-            # 2. extract through the staging folder
-            staging = _prepare_dest(dest, archive)
-            out: list[Path] = []
-            try:
-                for info, target in selected:
-                    if info.is_dir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    out.append(target)
-                    if _already_there(target, info.file_size):
-                        continue
-                    fd, tmp = tempfile.mkstemp(dir=staging)
-                    with zf.open(info) as src, os.fdopen(fd, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-                    _place(Path(tmp), target, archive, info.filename)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-            return out
+            def copy(info: zipfile.ZipInfo, dst: BinaryIO, tmp: Path) -> None:
+                with zf.open(info) as src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+
+            selected = _check_members(zf.infolist(), archive, dest, members, name=_zip_name, refuse=refuse)
+            return _extract_staged(selected, archive, dest, name=_zip_name, is_dir=zipfile.ZipInfo.is_dir,
+                                   size=lambda info: info.file_size, copy=copy)
     except _ZIP_ERRORS as exc:
         raise DataError(f"{archive} is corrupt or truncated ({type(exc).__name__}: {exc}); "
                         f"delete {archive} and download it again") from exc
@@ -175,6 +212,10 @@ def safe_extract_zip(archive: Path, dest: Path, members: Iterable[str] | None = 
 # --------------------------------------------------------------------------------------------
 # Tar (plain, .tar.gz / .tgz, .tar.bz2, .tar.xz)
 # --------------------------------------------------------------------------------------------
+def _tar_name(info: tarfile.TarInfo) -> str:
+    return info.name
+
+
 def _tar_kind(info: tarfile.TarInfo) -> str | None:
     """Why member ``info`` may not be extracted (its type), or None for a regular file or folder."""
     if info.issym():
@@ -234,53 +275,36 @@ def safe_extract_tar(archive: Path, dest: Path, members: Iterable[str] | None = 
             _tar_check_end(tf)
         except _TAR_ERRORS as exc:
             raise DataError(f"{archive} is corrupt or truncated ({type(exc).__name__}: {exc}); {corrupt}") from exc
-        # 1. check every member before writing anything
-        targets: list[tuple[tarfile.TarInfo, Path]] = []
-        for info in infos:
-            target = check_member_path(dest, info.name, archive)
-            why = _tar_kind(info)
-            if why is not None:
-                raise DataError(f"refusing to extract member {info.name!r} of {archive}: it is {why}, which could "
-                                f"reach outside {dest} or is not a data file. Delete the archive and download it again.")
-            targets.append((info, target))
-        wanted = _require_members((i.name for i in infos), members, archive)
-        selected = [(i, t) for i, t in targets if wanted is None or i.name.rstrip("/") in wanted]
 
-        # 2. extract through the staging folder
-        staging = _prepare_dest(dest, archive)
-        out: list[Path] = []
-        try:
-            for info, target in selected:
-                if info.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                out.append(target)
-                if _already_there(target, info.size):
-                    continue
-                fd, tmp = tempfile.mkstemp(dir=staging)
-                src = tf.extractfile(info)
-                assert src is not None  # a regular file (checked above)
-                with os.fdopen(fd, "wb") as dst:
-                    while True:
-                        try:
-                            block = src.read(1 << 20)
-                        except _TAR_ERRORS as exc:
-                            raise DataError(f"{archive} is corrupt or truncated (member {info.name!r}: "
-                                            f"{type(exc).__name__}: {exc}); {corrupt}") from exc
-                        if not block:
-                            break
-                        try:
-                            dst.write(block)
-                        except OSError as exc:
-                            raise DataError(f"cannot write member {info.name!r} of {archive} into {staging}: "
-                                            f"{exc}; free disk space or fix permissions and run again") from exc
-                if os.path.getsize(tmp) != info.size:
-                    raise DataError(f"{archive}: member {info.name!r} extracted to {os.path.getsize(tmp)} bytes, "
-                                    f"expected {info.size}; {corrupt}")
-                _place(Path(tmp), target, archive, info.name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return out
+        def refuse(info: tarfile.TarInfo) -> str | None:
+            why = _tar_kind(info)
+            return None if why is None else f"it is {why}, which could reach outside {dest} or is not a data file"
+
+        def copy(info: tarfile.TarInfo, dst: BinaryIO, tmp: Path) -> None:
+            src = tf.extractfile(info)
+            assert src is not None  # a regular file (checked by refuse)
+            written = 0
+            while True:
+                try:
+                    block = src.read(1 << 20)
+                except _TAR_ERRORS as exc:
+                    raise DataError(f"{archive} is corrupt or truncated (member {info.name!r}: "
+                                    f"{type(exc).__name__}: {exc}); {corrupt}") from exc
+                if not block:
+                    break
+                try:
+                    dst.write(block)
+                except OSError as exc:
+                    raise DataError(f"cannot write member {info.name!r} of {archive} into {tmp.parent}: "
+                                    f"{exc}; free disk space or fix permissions and run again") from exc
+                written += len(block)
+            if written != info.size:
+                raise DataError(f"{archive}: member {info.name!r} extracted to {written} bytes, "
+                                f"expected {info.size}; {corrupt}")
+
+        selected = _check_members(infos, archive, dest, members, name=_tar_name, refuse=refuse)
+        return _extract_staged(selected, archive, dest, name=_tar_name, is_dir=tarfile.TarInfo.isdir,
+                               size=lambda info: info.size, copy=copy)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,16 +434,9 @@ def extract_multipart_7z(parts: Sequence[Path], dest: Path, members: Iterable[st
                 infos = sz.list()
             except errors as exc:
                 raise DataError(f"{label} is corrupt ({type(exc).__name__}: {exc}); {hint}") from exc
-            # 1. check every member before writing anything
-            targets = []
-            for info in infos:
-                target = check_member_path(dest, info.filename, label)
-                if info.is_symlink:
-                    raise DataError(f"refusing to extract member {info.filename!r} of {label}: it is a symbolic link "
-                                    f"that could point outside {dest}. Delete the archive and download it again.")
-                targets.append((info, target))
-            wanted = _require_members((i.filename for i in infos), members, label)
-            selected = [(i, t) for i, t in targets if wanted is None or i.filename.rstrip("/") in wanted]
+            selected = _check_members(
+                infos, label, dest, members, name=lambda info: info.filename,
+                refuse=lambda info: f"it is a symbolic link that could point outside {dest}" if info.is_symlink else None)
             files = [(i, t) for i, t in selected if not i.is_directory]
             todo = [(i, t) for i, t in files if not _already_there(t, i.uncompressed)]
             for info, target in selected:

@@ -33,6 +33,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 from tqdm.auto import tqdm
 
@@ -280,14 +281,8 @@ def download(url: str, dest: Path, checksum: str | None, *, retries: int = 5, ba
         algorithm, want = expected
         actual = file_checksum(part, algorithm)
         if actual != want:
-            bad = dest.with_name(dest.name + ".mismatch")
-            os.replace(part, bad)
-            _discard(part)
-            raise DataError(
-                f"{dest.name} downloaded from {url} does not match its checksum: expected {algorithm}:{want}, "
-                f"actual {algorithm}:{actual}. The bytes are kept as {bad} for inspection. "
-                f"Delete {bad} and run again; if the source changed, update the checksum in params."
-            )
+            _reject(part, dest, url, f"does not match its checksum: expected {algorithm}:{want}, actual {algorithm}:{actual}",
+                    "if the source changed, update the checksum in params")
     else:
         record = _load_record(part)
         total, size = (record.total if record else None), _size(part)
@@ -295,17 +290,25 @@ def download(url: str, dest: Path, checksum: str | None, *, retries: int = 5, ba
             log.warning("%s did not say how large %s is (no Content-Length): a cut transfer cannot be told from a "
                         "complete one; give the file's checksum in params to verify it", url, dest)
         elif size != total:  # a backstop: the transfer logic should have retried or restarted already
-            bad = dest.with_name(dest.name + ".mismatch")
-            os.replace(part, bad)
-            _discard(part)
-            raise DataError(
-                f"{dest.name} downloaded from {url} has the wrong size: expected {total} bytes (the size the server "
-                f"announced), received {size}. The bytes are kept as {bad} for inspection. Delete {bad} and run "
-                "again; give the file's checksum in params so that what is downloaded can be verified."
-            )
+            _reject(part, dest, url, f"has the wrong size: expected {total} bytes (the size the server announced), "
+                    f"received {size}", "give the file's checksum in params so that what is downloaded can be verified")
     os.replace(part, dest)
     _discard(part)
     return dest
+
+
+def _reject(part: Path, dest: Path, url: str, fault: str, advice: str) -> NoReturn:
+    """Move a finished download that failed verification to ``<dest>.mismatch`` and raise DataError.
+
+    Why: the bytes never take ``dest``'s name, so no later job trusts them, yet they stay for
+    inspection; the resume record is dropped, so the next run starts the download afresh.
+    ``fault`` says what is wrong with the file, ``advice`` what to do besides deleting it.
+    """
+    bad = dest.with_name(dest.name + ".mismatch")
+    os.replace(part, bad)
+    _discard(part)
+    raise DataError(f"{dest.name} downloaded from {url} {fault}. The bytes are kept as {bad} for inspection. "
+                    f"Delete {bad} and run again; {advice}.")
 
 
 def _size(path: Path) -> int:
