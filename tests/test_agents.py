@@ -356,7 +356,15 @@ def test_click_protocol_gives_the_agent_its_context(monkeypatch, agent):
 
     label, prediction = _scene()
     probs = np.stack([prediction == k for k in range(3)]).astype(np.float32) * 0.8 + 0.1
-    monkeypatch.setattr(protocols, "predict_probs", lambda *args, **kwargs: (probs, None))
+
+    class _FixedPredictor:  # the protocol's predictions: always `probs`, whatever the clicks
+        def __init__(self, *args, **kwargs):
+            self.probs, self.prediction = probs, probs.argmax(0)
+
+        def update(self, *args):
+            pass
+
+    monkeypatch.setattr(protocols, "ClickPredictor", _FixedPredictor)
     cfg = protocols.InteractionConfig("ac", agent, DiscaConfig(1e-6, 1, 1.0, 0.0), window=64, overlap=0)
     rows = protocols.click_protocol(_FakeModel(), np.zeros((*SHAPE, 3), np.uint8), label, ["a", "b", "c"], 4, cfg,
                                     np.random.default_rng(0), image_id="tile", recorded=RECORDED[:2])

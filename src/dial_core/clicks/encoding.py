@@ -61,10 +61,25 @@ def _connected_cones(clicks: Sequence[Click], shape: tuple[int, int], n_channels
     return channels
 
 
+def _box(a: np.ndarray, size: int) -> np.ndarray:
+    """Mean over ``size``² (reflect at borders), each pixel summed from its own window only:
+    ``uniform_filter``'s running sum carries rounding along whole rows, so a click would change
+    far pixels by ~1e-16 and a crop would not encode exactly like the whole image (local re-prediction)."""
+    weights = np.full(size, 1.0 / size)
+    return ndimage.correlate1d(ndimage.correlate1d(a, weights, axis=0, mode="reflect"), weights, axis=1, mode="reflect")
+
+
+def guided_radius(radius: float) -> int:
+    """The guided filter's box radius for a click radius (half of it, at least 1 px)."""
+    return max(1, int(radius // 2))
+
+
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float = GUIDED_FILTER_EPS) -> np.ndarray:
-    """He et al.'s guided filter: ``source`` smoothed with the edges of ``guide`` (both (H, W))."""
+    """He et al.'s guided filter: ``source`` smoothed with the edges of ``guide`` (both (H, W)).
+
+    An output pixel depends on ``guide`` and ``source`` within ``2 * radius`` px only (a box of boxes)."""
     size = 2 * radius + 1
-    box = lambda a: ndimage.uniform_filter(a, size=size, mode="reflect")  # noqa: E731
+    box = lambda a: _box(a, size)
     mean_i, mean_p = box(guide), box(source)
     var_i = box(guide * guide) - mean_i**2
     a = (box(guide * source) - mean_i * mean_p) / (var_i + eps)
@@ -105,7 +120,7 @@ def encode_clicks(
         else:
             channels[cls] = _cone(masks[cls], radius)
             if grey is not None:
-                channels[cls] = np.clip(guided_filter(grey, channels[cls], max(1, int(radius // 2))), 0.0, 1.0)
+                channels[cls] = np.clip(guided_filter(grey, channels[cls], guided_radius(radius)), 0.0, 1.0)
     return channels
 
 
@@ -127,6 +142,14 @@ class ClickEncoder:
     @property
     def n_channels(self) -> int:
         return self.n_classes if self.channels == "per_class" else 1
+
+    @property
+    def reach(self) -> int:
+        """Farthest (Chebyshev) pixel distance at which one click can change a channel value: what a
+        local re-encoding after a click must cover. The cone (and binary disk, and C-PM / C-GT
+        labelling window) stays within ``ceil(radius)``; the guided filter adds its box-of-box span."""
+        reach = int(np.ceil(self.radius))
+        return reach + 2 * guided_radius(self.radius) if self.encoding == "gf" else reach
 
     @property
     def needs_prediction(self) -> bool:
