@@ -8,51 +8,36 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import briefly_pretrained, toy_scene
 
 import dial_core.interactive.disca as disca_module
 import dial_core.evaluation.protocols as protocols
 import dial_core.steps as steps
 from dial_core.clicks.encoding import encode_clicks
 from dial_core.clicks.types import Click
+from dial_core.data.splits import hold_out_calibration
+from dial_core.errors import ConfigError, DataError
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol, disca_windows
 from dial_core.interactive.disca import DiscaConfig, disca_adapt, disca_loss, l1_term
 from dial_core.interactive.inference import forward_window
-from dial_core.models.segmenter import NetworkSpec, network_input
-from dial_core.training.crops import ClickPolicy, CropSource
-from dial_core.training.pretrain import PretrainConfig, pretrain
+from dial_core.models.segmenter import network_input
 
 torch.set_num_threads(2)
 
 CLASS_NAMES = ["road", "roof", "tree"]
 N = len(CLASS_NAMES)
-PALETTE = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]])
-
-
-def _scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    label = np.zeros((size, size), np.uint8)
-    a, b = rng.integers(size // 4, 3 * size // 4, 2)
-    label[:, a:] = 1
-    label[b:, : a // 2] = 2
-    image = np.clip(PALETTE[label] + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-    return image, label
 
 
 @pytest.fixture(scope="module")
 def model():
     """LinkNet-ResNet18 after one short epoch: imperfect, so there are mistakes to click."""
     rng = np.random.default_rng(0)
-    pairs = [_scene(rng) for _ in range(3)]
-    source = CropSource.from_arrays([p[0] for p in pairs], [p[1] for p in pairs])
-    spec = NetworkSpec("linknet", "resnet18", N, encoding="dt", radius=5.0)
-    cfg = PretrainConfig(epochs=1, crops_per_epoch=8, crop_size=64, batch_size=4, lr=0.01, momentum=0.9,
-                         weight_decay=5e-4, milestones=(), gamma=0.1, checkpoint_every=1, seed=0)
-    net, _ = pretrain(spec, source, ClickPolicy(0.7, 5, np.ones(N), spec.click_encoder()), cfg, torch.device("cpu"))
-    return net
+    return briefly_pretrained([toy_scene(rng) for _ in range(3)], N)
 
 
 @pytest.fixture(scope="module")
 def sample():
-    return _scene(np.random.default_rng(100))
+    return toy_scene(np.random.default_rng(100))
 
 
 def _window(sample, clicks=(Click(5, 5, 0), Click(40, 50, 1), Click(60, 20, 2))):
@@ -270,13 +255,14 @@ def _evaluation(lr="calibrated"):
             "patches": {"size": 32, "max_patches": 2, "methods": ["ac", "disca"], "acquisitions": ["random"]},
             "disca": {"lr": lr, "steps": 1, "regularisation": 1.0, "p0": "initial",
                       "ac_drop_probability": {"clicks": 0.2, "patches": 0.5}, "window": 64,
-                      "calibration": {"grid": [1e-4, 1e-2], "images": 2, "clicks": 2, "agent": None}}}
+                      "calibration": {"grid": [1e-4, 1e-2], "clicks": 2, "agent": None}}}
 
 
 def test_calibration_reads_only_held_out_training_images_and_picks_from_the_grid(model, tmp_path, monkeypatch):
     rng = np.random.default_rng(3)
-    scenes = {f"i{k}": _scene(rng) for k in range(8)}
-    split = {"train": ["i0", "i1", "i2", "i3", "i4"], "val": ["i5", "i6", "i7"]}
+    scenes = {f"i{k}": toy_scene(rng) for k in range(8)}
+    split = hold_out_calibration({"train": ["i0", "i1", "i2", "i3", "i4"], "val": ["i5", "i6", "i7"]}, 2, seed=0)
+    assert len(split["calibration"]) == 2 and len(split["train"]) == 3  # held out of training
     read = []
 
     def read_image(root, image_id):
@@ -292,14 +278,30 @@ def test_calibration_reads_only_held_out_training_images_and_picks_from_the_grid
     monkeypatch.setattr(steps, "raster_shape", lambda root, image_id: (read.append(image_id), scenes[image_id][1].shape)[1])
     info = SimpleNamespace(name="toy", class_names=CLASS_NAMES)
     result = steps.calibrate_disca(tmp_path, info, split, model, _evaluation(), {"size": 64, "overlap": 16}, 0, "linknet")
-    assert read and set(read) <= set(split["train"])
-    assert not set(read) & set(split["val"])
+    assert read and set(read) == set(split["calibration"])  # neither training nor validation images
     assert set(result["images"]) == set(read) and len(result["images"]) == 2
     assert result["lr"] in (1e-4, 1e-2)
     assert [r["lr"] for r in result["results"]] == [None, 1e-4, 1e-2]  # AC reference, then the grid
     best = max(r["mean_gain"] for r in result["results"][1:])
     assert [r for r in result["results"] if r["lr"] == result["lr"]][0]["mean_gain"] == best
-    assert steps.calibration_images(split["train"], 2, 0) == result["images"]  # seeded: the same selection
+
+
+
+def test_calibration_hold_out_is_seeded_and_leaves_training_images():
+    split = {"train": [f"t{k}" for k in range(6)], "val": ["v0"]}
+    a, b = hold_out_calibration(split, 2, seed=0), hold_out_calibration(split, 2, seed=0)
+    assert a == b and len(a["calibration"]) == 2
+    assert sorted(a["train"] + a["calibration"]) == split["train"] and a["val"] == ["v0"]
+    assert len(hold_out_calibration(split, 10, seed=0)["train"]) == 1  # at least one training image stays
+    assert hold_out_calibration(split, 0, seed=0) == {**split, "calibration": []}
+    with pytest.raises(ConfigError, match="split.calibration_images"):
+        hold_out_calibration(split, -1, seed=0)
+
+
+def test_calibration_without_held_out_images_names_the_parameter(model, tmp_path):
+    info = SimpleNamespace(name="toy", class_names=CLASS_NAMES)
+    with pytest.raises(DataError, match="split.calibration_images"):
+        steps.calibrate_disca(tmp_path, info, {"train": ["a"], "val": ["b"]}, model, _evaluation(), {"size": 64, "overlap": 16}, 0, "linknet")
 
 
 def test_evaluation_uses_the_calibrated_lr(tmp_path):
@@ -317,3 +319,19 @@ def test_evaluation_uses_the_calibrated_lr(tmp_path):
     with pytest.raises(steps.ConfigError, match="calibrate_disca"):
         steps.interaction_config("disca", steps.with_disca_lr(_evaluation(), None), {"size": 64, "overlap": 16})
     assert steps.interaction_config("ac", _evaluation(), {"size": 64, "overlap": 16}).method == "ac"  # AC needs no lr
+
+
+def test_patch_protocol_lr_decays_as_dials_patch_loop(model, monkeypatch):
+    d = _evaluation(lr=1e-3)["disca"]
+    inverse = steps.disca_config({**d, "patch_lr_decay": "inverse"}, "patches")
+    assert [inverse.at(i).lr for i in range(3)] == pytest.approx([1e-3, 5e-4, 1e-3 / 3])
+    assert steps.disca_config({**d, "patch_lr_decay": "inverse"}, "clicks").at(2).lr == 1e-3  # clicks: constant
+    assert steps.disca_config({**d, "patch_lr_decay": "constant"}, "patches").at(5).lr == 1e-3
+    with pytest.raises(ValueError, match="lr_decay"):
+        DiscaConfig(1e-3, 1, 1.0, 0.0, "initial", "linear")
+    seen = []  # the patch protocol hands the i-th annotated patch's adaptation lr / (i + 1)
+    monkeypatch.setattr(protocols, "_adapt", lambda model, scene, clicks, p0, windows, cfg, rng: seen.append(cfg.disca.lr))
+    image, label = toy_scene(np.random.default_rng(5))
+    cfg = InteractionConfig("disca", "largest_mistake_centre", inverse, window=64, overlap=16)
+    protocols.patch_protocol(model, image, label, CLASS_NAMES, 32, "random", cfg, np.random.default_rng(0), max_patches=4)
+    assert len(seen) >= 2 and seen == pytest.approx([1e-3 / (i + 1) for i in range(len(seen))])

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import briefly_pretrained, toy_scene
 
 from dial_core.active.acquisition import (
     confidnet_uncertainty,
@@ -23,27 +24,18 @@ from dial_core.evaluation.protocols import InteractionConfig, click_protocol, pa
 from dial_core.interactive.disca import DiscaConfig, disca_adapt, disca_loss
 from dial_core.interactive.inference import forward_window, predict_probs
 from dial_core.models.confidnet import ConfidNet
-from dial_core.models.segmenter import NetworkSpec, network_input
-from dial_core.training.crops import ClickPolicy, CropSource
-from dial_core.training.pretrain import PretrainConfig, pretrain
+from dial_core.models.segmenter import network_input
 
 torch.set_num_threads(2)
 
 CLASS_NAMES = ["road", "roof", "tree"]
 N = len(CLASS_NAMES)
-PALETTE = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]])
 WINDOW, OVERLAP = 64, 32
 
 
-def _scene(rng: np.random.Generator, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    label = np.zeros((size, size), np.uint8)
-    a, b = rng.integers(size // 4, 3 * size // 4, 2)
-    label[:, a:] = 1
-    label[b:, : a // 2] = 2
-    r = rng.integers(0, size - 12)
-    label[r : r + 12, -20:] = 2  # a small patch of class 2 at the right border
-    image = np.clip(PALETTE[label] + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-    return image, label
+def _scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The shared toy scene with a small patch of class 2 at the right border."""
+    return toy_scene(rng, border_patch=True)
 
 
 def _state(model) -> dict:
@@ -58,14 +50,7 @@ def _same_state(a: dict, b: dict) -> bool:
 def model():
     """LinkNet-ResNet18 pretrained for one short epoch: imperfect, so there are mistakes to click."""
     rng = np.random.default_rng(0)
-    pairs = [_scene(rng) for _ in range(3)]
-    source = CropSource.from_arrays([p[0] for p in pairs], [p[1] for p in pairs])
-    spec = NetworkSpec("linknet", "resnet18", N, encoding="dt", radius=5.0)
-    policy = ClickPolicy(0.7, 5, np.ones(N), spec.click_encoder())
-    cfg = PretrainConfig(epochs=1, crops_per_epoch=8, crop_size=64, batch_size=4, lr=0.01, momentum=0.9,
-                         weight_decay=5e-4, milestones=(), gamma=0.1, checkpoint_every=1, seed=0)
-    net, _ = pretrain(spec, source, policy, cfg, torch.device("cpu"))
-    return net
+    return briefly_pretrained([_scene(rng) for _ in range(3)], N)
 
 
 @pytest.fixture(scope="module")

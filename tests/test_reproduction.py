@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import subprocess
@@ -20,6 +21,7 @@ from dial_core.report.reproduction import (
     METRICS,
     QUALIFIERS,
     REGISTRY,
+    calibration_section,
     compare,
     counterpart,
     load_paper_numbers,
@@ -186,7 +188,8 @@ def test_the_script_writes_the_markdown(tmp_path, clicks, patches):
     (tmp_path / "pretrain.json").write_text('{"synthetic/linknet": {"train_images": 16, "epochs": 20}}')
     out = tmp_path / "reproduction.md"
     inputs = {"clicks": str(tmp_path / "clicks.csv"), "patches": str(tmp_path / "patches.csv"),
-              "pretrain": str(tmp_path / "pretrain.json"), "paper": str(ROOT / "src/dial_core/report/paper_numbers.csv")}
+              "pretrain": str(tmp_path / "pretrain.json"), "paper": str(ROOT / "src/dial_core/report/paper_numbers.csv"),
+              "calibrations": []}
 
     class Named(dict):
         __getattr__ = dict.__getitem__
@@ -208,6 +211,10 @@ def test_the_rule_runs_on_pre_written_tables(tmp_path, clicks, patches):
     patches.to_csv(tables / "patches.csv", index=False)
     clicks.assign(dataset="synthetic_b", train_dataset="synthetic").to_csv(tables / "transfer.csv", index=False)
     (tmp_path / "reports" / "metrics" / "pretrain.json").write_text('{"synthetic/linknet": {"train_images": 16}}')
+    for target in ("synthetic", "synthetic_b"):  # the main dataset and params.yaml's transfer target
+        folder = tmp_path / "reports" / "metrics" / "calibration" / "synthetic" / target
+        folder.mkdir(parents=True)
+        (folder / "linknet.json").write_text(json.dumps({**CALIBRATION, "dataset": target, "trained_on": "synthetic"}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(yaml.safe_load((ROOT / "params.yaml").read_text())))
     bin_dir = Path(sys.executable).parent
     result = subprocess.run(
@@ -221,3 +228,22 @@ def test_the_rule_runs_on_pre_written_tables(tmp_path, clicks, patches):
     assert "Our run: dataset `synthetic`" in text and "architecture linknet-" in text
     fig6 = text.split("## DIAL Fig. 6")[1].split("## ")[0]
     assert "Not run" not in fig6 and "synthetic_b" in fig6  # params.yaml's transfer target made it an input
+    assert "## DISCA learning-rate calibration" in text and "chosen lr 1e-05" in text  # disca.lr: calibrated
+    assert "`linknet` on `synthetic_b` (trained on `synthetic`)" in text
+
+
+CALIBRATION = {"dataset": "synthetic", "network": "linknet", "lr": 1e-5, "images": ["a1", "a2"], "clicks": 5,
+               "agent": "largest_mistake_centre", "results": [
+                   {"method": "ac", "lr": None, "mean_gain": 0.01, "gains": {"a1": 0.012, "a2": 0.008}},
+                   {"method": "disca", "lr": 1e-5, "mean_gain": 0.02, "gains": {"a1": 0.03, "a2": 0.01}},
+                   {"method": "disca", "lr": 1e-3, "mean_gain": -0.1, "gains": {"a1": -0.12, "a2": -0.08}}]}
+
+
+def test_calibration_section_lists_every_lr_and_marks_the_chosen_one():
+    text = "\n".join(calibration_section([CALIBRATION]))
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 3  # header, rule, AC + two grid values
+    chosen = [line for line in table if "✓" in line]
+    assert len(chosen) == 1 and "1e-05" in chosen[0] and "2" in chosen[0]  # mean gain 2 points
+    assert "AC (no adaptation)" in text and "-10" in text and "`a1`, `a2`" in text
+    assert calibration_section([]) == []

@@ -30,7 +30,8 @@ def tiny_params() -> dict:
     params["evaluation"]["clicks"]["n_clicks"] = 2
     params["evaluation"]["patches"].update(size=32, max_patches=3)
     params["evaluation"]["disca"]["steps"] = 2
-    params["evaluation"]["disca"]["calibration"].update(grid=[1.0e-3, 1.0e-2], images=1, clicks=2)
+    params["split"]["calibration_images"] = 1
+    params["evaluation"]["disca"]["calibration"].update(grid=[1.0e-3, 1.0e-2], clicks=2)
     return params
 
 
@@ -169,7 +170,7 @@ def test_paper_preset_dry_run_lists_the_whole_study_grid(tmp_path: Path) -> None
     assert counts["calibrate_disca"] == main
     assert counts["evaluate_patches"] == main * len(params["evaluation"]["patches"]["methods"]) * len(params["evaluation"]["patches"]["acquisitions"])
     assert "reports/tables/patches/potsdam/linknet/disca_entropy.csv" in result.stdout + result.stderr
-    assert "reports/metrics/calibration/potsdam/linknet.json" in result.stdout + result.stderr
+    assert "reports/metrics/calibration/potsdam/potsdam/linknet.json" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("overlay", sorted((ROOT / "config" / "datasets").glob("*.yaml")), ids=lambda p: p.stem)

@@ -108,7 +108,8 @@ def disca_config(d: dict, protocol: str = "clicks") -> DiscaConfig:
     if not isinstance(d["lr"], (int, float)):
         raise ConfigError(f"evaluation.disca.lr is {d['lr']!r} but no calibration file was read (rule calibrate_disca, "
                           "reports/metrics/calibration/<dataset>/<network>.json); or set a number such as 2.0e-6")
-    return DiscaConfig(float(d["lr"]), d["steps"], d["regularisation"], float(drop), d.get("p0", "initial"))
+    decay = d.get("patch_lr_decay", "constant") if protocol == "patches" else "constant"
+    return DiscaConfig(float(d["lr"]), d["steps"], d["regularisation"], float(drop), d.get("p0", "initial"), decay)
 
 
 def with_disca_lr(evaluation: dict, calibration: str | Path | None) -> dict:
@@ -130,27 +131,27 @@ def interaction_config(method: str, evaluation: dict, tiling: dict, protocol: st
     )
 
 
-def calibration_images(train_ids: Sequence[str], count: int, seed: int) -> list[str]:
-    """A seeded selection of ``count`` *training* images DISCA's lr is calibrated on (never validation)."""
-    ids = sorted(train_ids)
-    rng = np.random.default_rng([seed, 8])
-    return sorted(rng.choice(ids, size=min(count, len(ids)), replace=False).tolist())
+def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter, evaluation: dict, tiling: dict, seed: int,
+                    network: str, trained_on: str | None = None) -> dict:
+    """DISCA's lr for one network clicked on ``info``'s dataset: the grid value with the best mean
+    final-mIoU gain of the click protocol (``calibration.clicks`` clicks) on the split's
+    ``calibration`` images.
 
-
-def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter, evaluation: dict, tiling: dict, seed: int, network: str) -> dict:
-    """DISCA's lr for one network: the grid value with the best mean final-mIoU gain of the click
-    protocol (``calibration.clicks`` clicks) on ``calibration.images`` held-out training images.
-
-    Only ``split['train']`` is read: validation images stay untouched for the evaluation, and a
-    transfer target's images are never used for tuning. (The network has seen these images in
-    pretraining, so its initial prediction is better there than on new images; the gain measured is
-    a lower bound, and the choice leans to a conservative lr — documented in the README.)
+    Those are training images held out of every network's training (``split.calibration_images``),
+    so the network meets them new, as it meets the evaluation images; validation images are never
+    read. The lr does not transfer across domains (an lr that helps under shift hurts in-domain), so
+    a transfer target (``trained_on`` another dataset) is calibrated on its own held-out images.
     """
     settings = evaluation["disca"]["calibration"]
-    ids = calibration_images(split["train"], settings["images"], seed)
+    ids = list(split.get("calibration") or [])
     if not ids:
-        raise DataError(f"calibrate_disca: {info.name} has no training images to calibrate on")
+        raise DataError(f"calibrate_disca: the split of {info.name} holds out no calibration images; set "
+                        "split.calibration_images (e.g. 2) so DISCA's lr is tuned on training images no network trained on, "
+                        "or give evaluation.disca.lr a number (e.g. 2.0e-6)")
     agent = settings.get("agent") or evaluation["agent"]
+    if needs_recorded(agent, evaluation.get("agent_options")):
+        raise ConfigError("evaluation.disca.calibration.agent: the calibration images have no recorded clicks; "
+                          "name a simulated user (e.g. largest_mistake_centre) for the calibration")
     window, overlap = inference_tiling(root, ids, tiling)
     base = {**evaluation, "agent": agent}
     results, start = [], time.perf_counter()
@@ -169,7 +170,7 @@ def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter
         log.info("calibrate %s: %s lr %s mean gain %+.4f (%.0f s)", network, method, lr, np.mean(gains), time.perf_counter() - start)
     grid = [r for r in results if r["method"] == "disca"]
     best = max(grid, key=lambda r: (r["mean_gain"], -r["lr"]))  # ties: the smaller lr
-    return {"dataset": info.name, "network": network, "lr": best["lr"], "criterion": "mean final mIoU gain, click protocol",
+    return {"dataset": info.name, "trained_on": trained_on or info.name, "network": network, "lr": best["lr"], "criterion": "mean final mIoU gain, click protocol",
             "images": ids, "clicks": settings["clicks"], "agent": agent, "ac_mean_gain": results[0]["mean_gain"],
             "results": results, "seconds": time.perf_counter() - start}
 

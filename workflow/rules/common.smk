@@ -71,14 +71,25 @@ wildcard_constraints:
 
 
 def code(*packages):
-    """Library files a rule's script imports: editing them re-runs the rule."""
+    """Library files a rule's script imports: editing them re-runs the rule.
+
+    A package (``"clicks"``) brings the ``.py`` files of its sub-packages too (``clicks/agents``),
+    its own files first, then each sub-package's, sorted: the same list on every run. A module
+    (``"evaluation/metrics"``) brings its one file.
+    """
     root = Path(workflow.basedir) / "src" / "dial_core"
     files = [root / f for f in ("__init__.py", "errors.py", "atomic.py", "cli.py")]
     for package in packages:
         target = root / package
-        files += sorted(target.glob("*.py")) if target.is_dir() else [target.with_suffix(".py")]
-    # relative to the working directory, which differs from the workflow's with --directory
-    return [os.path.relpath(f) for f in files]
+        if target.is_dir():
+            inside = [f for f in target.rglob("*.py")
+                      if not any(part.startswith((".", "__pycache__")) for part in f.relative_to(target).parts)]
+            files += sorted(inside, key=lambda f: (f.relative_to(target).parent.parts, f.name))
+        else:
+            files.append(target.with_suffix(".py"))
+    # relative to the working directory, which differs from the workflow's with --directory;
+    # once each, where a package and one of its sub-packages are both named
+    return list(dict.fromkeys(os.path.relpath(f) for f in files))
 
 
 def adapter_name(wildcards):
@@ -185,12 +196,25 @@ def confidnet_input(wildcards):
 
 
 def disca_calibration(wildcards):
-    """DISCA's calibrated learning rate of the network (trained on {source} for transfer, else on
-    {dataset}) when the method is disca and evaluation.disca.lr is `calibrated`."""
+    """DISCA's calibrated learning rate for the network (trained on {source} for transfer, else on
+    {dataset}) clicked on {dataset}, when the method is disca and evaluation.disca.lr is `calibrated`."""
     if wildcards.method != "disca" or config["evaluation"]["disca"]["lr"] != "calibrated":
         return []
     trained_on = wildcards.source if "source" in wildcards.keys() else wildcards.dataset
-    return f"reports/metrics/calibration/{trained_on}/{wildcards.network}.json"
+    return f"reports/metrics/calibration/{trained_on}/{wildcards.dataset}/{wildcards.network}.json"
+
+
+def calibration_files():
+    """The calibrate_disca results this run's DISCA evaluations read (none with a fixed disca.lr)."""
+    if config["evaluation"]["disca"]["lr"] != "calibrated":
+        return []
+    files = []
+    if "disca" in CLICK_METHODS + PATCH_METHODS:
+        files += expand("reports/metrics/calibration/{dataset}/{dataset}/{network}.json", dataset=DATASET, network=NETWORKS)
+    if "disca" in TRANSFER["methods"]:
+        files += expand("reports/metrics/calibration/{source}/{dataset}/{network}.json",
+                        source=DATASET, dataset=TRANSFER_TARGETS, network=TRANSFER["networks"])
+    return files
 
 
 def transfer_tables():

@@ -22,24 +22,26 @@ rule evaluation_images:
 
 
 rule calibrate_disca:
-    """DISCA's learning rate for {network} trained on {dataset}: the grid value with the best mean
-    mIoU gain of the click protocol on a seeded selection of *training* images (never validation;
-    a transfer target's images are never used). Read by the evaluations when disca.lr: calibrated."""
+    """DISCA's learning rate for {network} trained on {source}, when clicked on {dataset} ({source}
+    itself, or a transfer target): the grid value with the best mean mIoU gain of the click protocol
+    on {dataset}'s calibration images, training images held out of every network's training (never
+    validation images). Read by the evaluations when disca.lr: calibrated."""
     output:
-        "reports/metrics/calibration/{dataset}/{network}.json",
+        "reports/metrics/calibration/{source}/{dataset}/{network}.json",
     input:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
-        model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
+        source_info="data/processed/{source}/dataset.json",
+        model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
     params:
-        evaluation=config["evaluation"],
+        evaluation=evaluation_params,  # the user the evaluations click with
         tiling=config["tiling"],
         seed=config["seed"],
     log:
-        "logs/{dataset}/calibrate_disca_{network}.log",
+        "logs/{dataset}/calibrate_disca_{source}_{network}.log",
     benchmark:
-        "benchmarks/runs/{dataset}/calibrate_disca_{network}.tsv"
+        "benchmarks/runs/{dataset}/calibrate_disca_{source}_{network}.tsv"
     threads: 2
     resources:
         gpu=1,
@@ -57,7 +59,7 @@ rule evaluate_clicks:
         images="reports/tables/evaluation_images/{dataset}.json",
         model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
         calibration=disca_calibration,
-        code=code("clicks", "clicks/agents", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
         evaluation=evaluation_params,  # the agent matches how the network was trained
@@ -85,7 +87,7 @@ rule evaluate_patches:
         model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
         confidnet=confidnet_input,
         calibration=disca_calibration,
-        code=code("clicks", "clicks/agents", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
         evaluation=evaluation_params,  # the agent matches how the network was trained
@@ -121,7 +123,7 @@ rule evaluate_transfer:
         source_info="data/processed/{source}/dataset.json",
         model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
         calibration=disca_calibration,
-        code=code("clicks", "clicks/agents", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
         evaluation=evaluation_params,  # the agent matches how the network was trained

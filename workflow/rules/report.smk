@@ -129,6 +129,7 @@ def reproduction_inputs(wildcards):
         inputs["transfer"] = "reports/tables/transfer.csv"
     if STUDY_ENTRIES:
         inputs["studies"] = "reports/tables/studies.csv"
+    inputs["calibrations"] = calibration_files()
     return inputs
 
 

@@ -19,7 +19,8 @@ def main() -> None:
     trained = pretrain.get(f"{scale.get('dataset')}/{sm.params.network}", {})
     scale.setdefault("train_images", trained.get("train_images"))
     paper = load_paper_numbers(inputs["paper"])
-    write_text(sm.output.markdown, reproduction_markdown(tables, scale, paper, sm.params.network))
+    calibrations = [json.loads(Path(f).read_text()) for f in sm.input.calibrations]  # disca.lr: calibrated
+    write_text(sm.output.markdown, reproduction_markdown(tables, scale, paper, sm.params.network, calibrations))
 
 
 run_step(main, snakemake.log[0], snakemake.threads)  # noqa: F821

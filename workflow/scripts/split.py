@@ -5,7 +5,7 @@ from pathlib import Path
 from dial_core.atomic import write_json
 from dial_core.cli import run_step
 from dial_core.data.canonical import load_info
-from dial_core.data.splits import make_split, read_name_list
+from dial_core.data.splits import hold_out_calibration, make_split, read_name_list
 from dial_core.errors import ConfigError
 
 
@@ -21,6 +21,7 @@ def main() -> None:
             raise ConfigError(f"split.val_list = {p['val_list']}: cannot read it ({err.strerror}); give a text file of image ids") from None
     split = make_split(info.groups or {"train": info.images}, p["mode"], p["val_fraction"], sm.params.seed,
                        group_pattern=p.get("group_pattern"), val_names=val_names, val_list=f"split.val_list ({p.get('val_list')})")
+    split = hold_out_calibration(split, p.get("calibration_images", 0), sm.params.seed)  # DISCA's lr is tuned there
     record = {"mode": p["mode"], "val_fraction": p["val_fraction"], "seed": sm.params.seed}
     if val_names is not None:
         record["val_list"] = p["val_list"]

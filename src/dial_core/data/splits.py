@@ -152,6 +152,21 @@ def make_split(
     raise ConfigError(f"split.mode = {mode!r}: choose one of {', '.join(MODES)}")
 
 
+def hold_out_calibration(split: dict[str, list[str]], count: int, seed: int) -> dict[str, list[str]]:
+    """Move a seeded selection of ``count`` training images to ``calibration``: no network trains on
+    them, so tuning on them (DISCA's learning rate) sees new images as the evaluation does, and never
+    reads a validation image. At least one training image stays; ``count`` 0 keeps the split as is."""
+    if count < 0:
+        raise ConfigError(f"split.calibration_images = {count}: must be 0 or more")
+    train = sorted(split["train"])
+    count = min(count, len(train) - 1)
+    if count <= 0:
+        return {**split, "calibration": []}
+    order = np.random.default_rng([seed, 8]).permutation(len(train))
+    held = {train[i] for i in order[:count]}
+    return {**split, "train": [i for i in train if i not in held], "calibration": sorted(held)}
+
+
 def read_name_list(text: str) -> list[str]:
     """Names from a list file: one per line, blank lines and ``#`` comments ignored."""
     return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from dial_core.data.tiling import tile_windows
 from dial_core.evaluation.metrics import segmentation_scores
 from dial_core.interactive.disca import DiscaConfig, disca_adapt
 from dial_core.interactive.inference import predict_probs
+from dial_core.interactive.local_prediction import DEFAULT_CACHE_BYTES, ClickPredictor
 from dial_core.models.segmenter import Segmenter, network_input
 
 
@@ -124,19 +126,23 @@ def click_protocol(
 
     ``recorded``: a person's clicks on this image, replayed by the ``human`` agent.
 
+    AC re-infers only the windows a click reaches (:class:`ClickPredictor`, equal to whole-image
+    inference); DISCA re-infers every window after adapting, as its weights changed.
     DISCA starts from the pretrained weights for every image (a copy), as in the papers' default.
     """
     if cfg.method == "disca":
         model = copy.deepcopy(model)
     start = time.perf_counter()
-    probs0, _ = predict_probs(model, image, None, cfg.window, cfg.overlap)
-    prediction = probs0.argmax(0)
-    scene = _Scene(image, label, prediction)
+    cache = 0 if cfg.method == "disca" else DEFAULT_CACHE_BYTES  # DISCA: every window stale after adapting
+    predictor = ClickPredictor(model, image, cfg.window, cfg.overlap, cache)
+    probs, prediction = predictor.probs, predictor.prediction  # the current softmax and argmax, updated in place
+    probs0 = probs.copy() if cfg.method == "disca" else probs  # DISCA's p0: the softmax before any click
+    scene = _Scene(image, label, prediction.copy())
+    encode = partial(scene.channels, model)
     rows = [_row(0, label, prediction, class_names, None, time.perf_counter() - start, None)]
     correct0 = rows[0]["correct_pixels"]
     clicks: list[Click] = []
     agent_rng, memory = rng.spawn(1)[0], {}  # the user's own stream (rng's draws stay DISCA's); memory: one image
-    probs = probs0  # the current softmax (the uncertainty-based users read its entropy)
     for step in range(1, n_clicks + 1):
         start = time.perf_counter()
         click = next_click(cfg.agent, AgentContext(
@@ -147,8 +153,9 @@ def click_protocol(
             clicks.append(click)
             if cfg.method == "disca":
                 _adapt(model, scene, clicks, probs0, disca_windows(label.shape, clicks, cfg.disca_window), cfg, rng)
-            probs, _ = predict_probs(model, image, scene.channels(model, clicks), cfg.window, cfg.overlap)
-            prediction = probs.argmax(0)
+                predictor.refresh(clicks, encode)
+            else:
+                predictor.update(clicks, encode)
         rows.append(_row(step, label, prediction, class_names, correct0, time.perf_counter() - start, click))
     return rows
 
@@ -241,7 +248,8 @@ def patch_protocol(
             if cfg.method == "ac":
                 _repredict_patch(model, scene, clicks, windows[index], prediction, cfg)
             else:
-                _adapt(model, scene, clicks, probs0, [windows[index]], cfg, rng)  # DIAL Fig. 4: the annotated patch
+                at = replace(cfg, disca=cfg.disca.at(len(clicks) - 1))  # DIAL's patch loop: lr / (i + 1)
+                _adapt(model, scene, clicks, probs0, [windows[index]], at, rng)  # DIAL Fig. 4: the annotated patch
                 probs, confidence = predict_probs(model, image, scene.channels(model, clicks), cfg.window, cfg.overlap, use_conf)
                 prediction = probs.argmax(0)
                 uncertainty = _uncertainty(acquisition, probs, confidence)

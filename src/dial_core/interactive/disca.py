@@ -35,13 +35,14 @@ Deviations from the literal Eq. 1, and why:
   +0.44 mIoU points (AC +0.66), current + 0.2 +0.71, initial + 1.0 +0.78.
 - **Learning rate.** The papers' fixed values (2e-6 DIAL, 2e-7 DISCA, 5e-6 plugin) do not transfer
   across networks and data; the workflow can calibrate it per network on held-out *training*
-  images (:func:`dial_core.steps.calibrate_disca`). DIAL's ÷(i+1) decay in its patch loop is not used.
+  images (:func:`dial_core.steps.calibrate_disca`). DIAL's patch loop divides it by (i + 1) at the
+  i-th patch; ``patch_lr_decay: inverse`` does the same (``constant`` keeps it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ from dial_core.interactive.inference import forward_window
 from dial_core.models.segmenter import Segmenter
 
 P0_CHOICES = ("initial", "current")
+LR_DECAYS = ("constant", "inverse")
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,19 @@ class DiscaConfig:
     regularisation: float  # λ of Eq. 1
     ac_drop_probability: float  # chance a step sees no annotation channels
     p0: str = "initial"  # "initial" (Eq. 1) | "current" (DIAL click loop)
+    lr_decay: str = "constant"  # "inverse": the i-th adaptation (from 0) runs at lr / (i + 1) (DIAL's patch loop)
 
     def __post_init__(self) -> None:
         if self.p0 not in P0_CHOICES:
             raise ValueError(f"DISCA p0 must be one of {P0_CHOICES}, not {self.p0!r}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"DISCA lr_decay must be one of {LR_DECAYS}, not {self.lr_decay!r}")
+
+    def at(self, index: int) -> "DiscaConfig":
+        """The config of the ``index``-th adaptation (from 0): the lr decayed as ``lr_decay`` says."""
+        if self.lr_decay == "constant":
+            return self
+        return replace(self, lr=self.lr / (index + 1))
 
 
 def l1_term(probs: torch.Tensor, p0: torch.Tensor) -> torch.Tensor:

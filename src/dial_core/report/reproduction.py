@@ -30,7 +30,7 @@ Not transcribed (no number in the text, or outside what the workflow runs today)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -390,8 +390,31 @@ def scale_line(tables: Tables, scale: Mapping) -> str:
     return "Our run: " + ", ".join(parts) + "."
 
 
-def reproduction_markdown(tables: Tables, scale: Mapping, paper: pd.DataFrame | None = None, network: str | None = None) -> str:
-    """reports/reproduction.md: every registered item, the paper's value and ours side by side."""
+def calibration_section(calibrations: Sequence[Mapping]) -> list[str]:
+    """Markdown lines for DISCA's learning-rate calibration (one calibrate_disca JSON per network):
+    every lr tried with its mean gain beside AC's, the chosen one marked, and the images it read."""
+    if not calibrations:
+        return []
+    out = ["## DISCA learning-rate calibration", "",
+           ("`disca.lr: calibrated`: each network's lr is the grid value with the best mean mIoU gain of the click "
+            "protocol on training images held out of its training (never validation images). Gains in mIoU points."), ""]
+    for cal in calibrations:
+        rows = [{"lr": "AC (no adaptation)" if r["lr"] is None else f"{r['lr']:.3g}",
+                 "mean gain": _number(100 * r["mean_gain"]),
+                 **{image: _number(100 * g) for image, g in r["gains"].items()},
+                 "chosen": "✓" if r["lr"] is not None and r["lr"] == cal["lr"] else ""} for r in cal["results"]]
+        trained = cal.get("trained_on", cal["dataset"])
+        where = f"`{cal['network']}` on `{cal['dataset']}`" + (f" (trained on `{trained}`)" if trained != cal["dataset"] else "")
+        out += [f"{where}: {cal['clicks']} clicks by `{cal['agent']}` on "
+                f"{', '.join(f'`{i}`' for i in cal['images'])}; chosen lr {cal['lr']:.3g}.", "",
+                pd.DataFrame(rows).to_markdown(index=False), ""]
+    return out
+
+
+def reproduction_markdown(tables: Tables, scale: Mapping, paper: pd.DataFrame | None = None, network: str | None = None,
+                          calibrations: Sequence[Mapping] = ()) -> str:
+    """reports/reproduction.md: every registered item, the paper's value and ours side by side, then
+    the DISCA calibration the run's lr came from."""
     paper = load_paper_numbers() if paper is None else paper
     tables = {name: tables.get(name) for name in TABLES}
     network = network or scale.get("network") or "linknet"
@@ -427,4 +450,5 @@ def reproduction_markdown(tables: Tables, scale: Mapping, paper: pd.DataFrame | 
             "difference": [_number(v) for v in table["difference"]],
         })
         out += [shown.to_markdown(index=False), ""]
+    out += calibration_section(calibrations)
     return "\n".join(out)
