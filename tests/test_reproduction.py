@@ -22,6 +22,7 @@ from dial_core.report.reproduction import (
     QUALIFIERS,
     REGISTRY,
     calibration_section,
+    per_image_section,
     compare,
     counterpart,
     load_paper_numbers,
@@ -247,3 +248,20 @@ def test_calibration_section_lists_every_lr_and_marks_the_chosen_one():
     assert len(chosen) == 1 and "1e-05" in chosen[0] and "2" in chosen[0]  # mean gain 2 points
     assert "AC (no adaptation)" in text and "-10" in text and "`a1`, `a2`" in text
     assert calibration_section([]) == []
+
+
+def test_per_image_section_lists_each_image_and_the_disca_minus_ac_difference():
+    rows = []
+    for method, gains in (("ac", {"x1": 0.01, "x2": 0.02}), ("disca", {"x1": 0.05, "x2": -0.01})):
+        for image, gain in gains.items():
+            for step in range(11):
+                rows.append({"dataset": "tgt", "train_dataset": "src", "model": "linknet", "method": method, "image": image,
+                             "step": step, "miou": 0.5 + gain * step / 10})
+    text = "\n".join(per_image_section({"transfer": pd.DataFrame(rows)}, "linknet"))
+    assert "`src` → `tgt`, mIoU gain after 10 clicks" in text
+    table = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in text.splitlines()
+             if line.startswith("|") and not line.startswith("|:")}
+    assert table["image"] == ["ac", "disca", "disca − ac"]
+    assert table["x1"] == ["1", "5", "4"] and table["x2"] == ["2", "-1", "-3"]
+    assert table["mean"] == ["1.5", "2", "0.5"]
+    assert per_image_section({}, "linknet") == []

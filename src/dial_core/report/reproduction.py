@@ -390,6 +390,28 @@ def scale_line(tables: Tables, scale: Mapping) -> str:
     return "Our run: " + ", ".join(parts) + "."
 
 
+def per_image_section(tables: Tables, network: str, clicks: int = 10) -> list[str]:
+    """Markdown lines: each evaluated image's mIoU gain after ``clicks`` clicks (our largest step
+    below it), per method, own domain and transfer, with DISCA − AC when both ran: a mean over a few
+    images hides whether one image carries it."""
+    out = []
+    for name, title in (("clicks", "own domain"), ("transfer", "domain transfer")):
+        frame = tables.get(name)
+        if frame is None or frame.empty:
+            continue
+        frame = _subset(frame, model=network)
+        source = frame["train_dataset"] if "train_dataset" in frame else frame["dataset"]
+        for (trained, dataset), group in frame.groupby([source, frame["dataset"]]):
+            k = _step(group, clicks)
+            gains = pd.DataFrame({m: 100 * _gain(g, k) for m, g in group.groupby("method")})
+            if "ac" in gains and "disca" in gains:
+                gains["disca − ac"] = gains["disca"] - gains["ac"]
+            gains.loc["mean"] = gains.mean()
+            out += [f"### {title}: `{trained}` → `{dataset}`, mIoU gain after {k} clicks (points)", "",
+                    gains.map(_number).reset_index().rename(columns={"index": "image"}).to_markdown(index=False), ""]
+    return ["## Per-image gains", "", *out] if out else []
+
+
 def calibration_section(calibrations: Sequence[Mapping]) -> list[str]:
     """Markdown lines for DISCA's learning-rate calibration (one calibrate_disca JSON per network):
     every lr tried with its mean gain beside AC's, the chosen one marked, and the images it read."""
@@ -450,5 +472,6 @@ def reproduction_markdown(tables: Tables, scale: Mapping, paper: pd.DataFrame | 
             "difference": [_number(v) for v in table["difference"]],
         })
         out += [shown.to_markdown(index=False), ""]
+    out += per_image_section(tables, network)
     out += calibration_section(calibrations)
     return "\n".join(out)
