@@ -160,7 +160,8 @@ def test_snakemake_downloads_then_prepares_inria(file_server, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in (work / "data" / "raw" / "inria").iterdir()) == [p.name for p in parts]
     split = json.loads((work / "data" / "processed" / "inria" / "split.json").read_text())
-    assert (len(split["train"]), len(split["val"])) == (3, 1)
+    assert (len(split["train"]) + len(split["calibration"]), len(split["val"])) == (3, 1)
+    assert len(split["calibration"]) == 2  # split.calibration_images: held out of training for calibrate_disca
     tiles = (work / "data" / "processed" / "inria" / "tiles.csv").read_text().splitlines()
     assert len(tiles) == 1 + 4 * 4  # 64² images, 32² windows without overlap
     assert len([r for r in file_server.requests if r["path"].endswith(".001")]) == 1

@@ -308,7 +308,7 @@ def test_evaluation_uses_the_calibrated_lr(tmp_path):
     path = tmp_path / "linknet.json"
     path.write_text(json.dumps({"lr": 3.5e-4, "results": []}))
     evaluation = steps.with_disca_lr(_evaluation(), path)
-    assert evaluation["disca"]["lr"] == 3.5e-4
+    assert steps.adaptation_settings(evaluation, "disca")["lr"] == 3.5e-4  # set as evaluation.arms.disca.lr
     cfg = steps.interaction_config("disca", evaluation, {"size": 64, "overlap": 16})
     assert cfg.disca.lr == 3.5e-4 and cfg.disca.ac_drop_probability == 0.2
     fixed = _evaluation(lr=2e-6)

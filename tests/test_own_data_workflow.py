@@ -175,7 +175,8 @@ def test_validation_subfolder(tmp_path: Path) -> None:
     result = _data_all(tmp_path, {"dataset": {"folder": folder}, "split": {"mode": "predefined"}})
     assert result.returncode == 0, result.stderr[-3000:]
     split = _split(tmp_path)
-    assert split["train"] == ["t1", "t2", "t3"] and split["val"] == ["v1"] and split["mode"] == "predefined"
+    assert sorted(split["train"] + split["calibration"]) == ["t1", "t2", "t3"] and split["val"] == ["v1"]
+    assert split["mode"] == "predefined" and len(split["calibration"]) == 1  # tiny_params: 1 held out for calibrate_disca
 
 
 @pytest.mark.e2e
@@ -221,7 +222,7 @@ def test_one_large_scene_split_into_spatial_blocks(tmp_path: Path) -> None:
     result = _data_all(tmp_path, {"split": {"mode": "blocks", "blocks": {"size": 128, "buffer": 16}, "val_fraction": 0.25}})
     assert result.returncode == 0, result.stderr[-3000:]
     split = _split(tmp_path)
-    assert len(split["train"]) + len(split["val"]) == 9 and len(split["val"]) == 2  # 3 × 3 blocks, 144 px apart
+    assert len(split["train"] + split["calibration"] + split["val"]) == 9 and len(split["val"]) == 2  # 3 × 3 blocks, 144 px apart
     assert split["blocks"]["size"] == 128 and split["blocks"]["buffer"] == 16
     windows = split["blocks"]["windows"]
     assert windows["scene_r01_c02"] == {"scene": "scene", "row_off": 144, "col_off": 288, "height": 128, "width": 112}

@@ -213,9 +213,9 @@ def test_the_rule_runs_on_pre_written_tables(tmp_path, clicks, patches):
     clicks.assign(dataset="synthetic_b", train_dataset="synthetic").to_csv(tables / "transfer.csv", index=False)
     (tmp_path / "reports" / "metrics" / "pretrain.json").write_text('{"synthetic/linknet": {"train_images": 16}}')
     for target in ("synthetic", "synthetic_b"):  # the main dataset and params.yaml's transfer target
-        folder = tmp_path / "reports" / "metrics" / "calibration" / "synthetic" / target
+        folder = tmp_path / "reports" / "metrics" / "calibration" / "synthetic" / target / "linknet"
         folder.mkdir(parents=True)
-        (folder / "linknet.json").write_text(json.dumps({**CALIBRATION, "dataset": target, "trained_on": "synthetic"}))
+        (folder / "disca.json").write_text(json.dumps({**CALIBRATION, "dataset": target, "trained_on": "synthetic"}))
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(yaml.safe_load((ROOT / "params.yaml").read_text())))
     bin_dir = Path(sys.executable).parent
     result = subprocess.run(
@@ -230,10 +230,10 @@ def test_the_rule_runs_on_pre_written_tables(tmp_path, clicks, patches):
     fig6 = text.split("## DIAL Fig. 6")[1].split("## ")[0]
     assert "Not run" not in fig6 and "synthetic_b" in fig6  # params.yaml's transfer target made it an input
     assert "## DISCA learning-rate calibration" in text and "chosen lr 1e-05" in text  # disca.lr: calibrated
-    assert "`linknet` on `synthetic_b` (trained on `synthetic`)" in text
+    assert "`disca`, `linknet` on `synthetic_b` (trained on `synthetic`)" in text
 
 
-CALIBRATION = {"dataset": "synthetic", "network": "linknet", "lr": 1e-5, "images": ["a1", "a2"], "clicks": 5,
+CALIBRATION = {"dataset": "synthetic", "network": "linknet", "method": "disca", "lr": 1e-5, "images": ["a1", "a2"], "clicks": 5,
                "agent": "largest_mistake_centre", "results": [
                    {"method": "ac", "lr": None, "mean_gain": 0.01, "gains": {"a1": 0.012, "a2": 0.008}},
                    {"method": "disca", "lr": 1e-5, "mean_gain": 0.02, "gains": {"a1": 0.03, "a2": 0.01}},
@@ -265,3 +265,14 @@ def test_per_image_section_lists_each_image_and_the_disca_minus_ac_difference():
     assert table["x1"] == ["1", "5", "4"] and table["x2"] == ["2", "-1", "-3"]
     assert table["mean"] == ["1.5", "2", "0.5"]
     assert per_image_section({}, "linknet") == []
+
+
+def test_fig_5_lists_every_arm_with_its_gain(clicks):
+    arms = pd.concat([clicks.assign(method=m) for m in ("ac", "wtp", "ac_wtp", "wtp_reg", "disca", "disca_l10")])
+    rows = REGISTRY["DIAL Fig. 5"].ours({"clicks": arms}, "linknet")
+    assert sorted(r["method"] for r in rows) == sorted(["ac", "wtp", "ac_wtp", "wtp_reg", "disca", "disca_l10"])
+    paper = load_paper_numbers()
+    keys = set(map(tuple, paper.loc[paper["item"] == "DIAL Fig. 5", ["method", "metric", "setting"]].to_numpy()))
+    assert {(r["method"], r["metric"], r["setting"]) for r in rows} <= keys
+    gains = {r["method"]: r["value"] for r in rows}
+    assert len(set(gains.values())) == 1  # the same curves under six names: the same gain

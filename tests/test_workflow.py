@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from dial_core.interactive.methods import METHODS, adapting
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -167,10 +170,11 @@ def test_paper_preset_dry_run_lists_the_whole_study_grid(tmp_path: Path) -> None
     assert counts["report_studies"] == 1 and counts["prepare_dataset"] == 1
     # DISCA as the papers run it: its lr calibrated per main network, and the DIAL patch protocol with DISCA
     assert params["evaluation"]["disca"]["lr"] == "calibrated" and "disca" in params["evaluation"]["patches"]["methods"]
-    assert counts["calibrate_disca"] == main
+    assert counts["calibrate_disca"] == main * len(adapting(params["evaluation"]["clicks"]["methods"]))  # per arm
+    assert set(params["evaluation"]["clicks"]["methods"]) == set(METHODS)  # DIAL Fig. 5's arms
     assert counts["evaluate_patches"] == main * len(params["evaluation"]["patches"]["methods"]) * len(params["evaluation"]["patches"]["acquisitions"])
     assert "reports/tables/patches/potsdam/linknet/disca_entropy.csv" in result.stdout + result.stderr
-    assert "reports/metrics/calibration/potsdam/potsdam/linknet.json" in result.stdout + result.stderr
+    assert "reports/metrics/calibration/potsdam/potsdam/linknet/disca.json" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("overlay", sorted((ROOT / "config" / "datasets").glob("*.yaml")), ids=lambda p: p.stem)
@@ -182,3 +186,23 @@ def test_each_dataset_overlay_plans_the_whole_dag(tmp_path: Path, overlay: Path)
     output = result.stdout + result.stderr
     for rule in ("prepare_dataset", "split", "pretrain", "confidnet", "evaluate_clicks", "evaluate_patches", "report"):
         assert f"rule {rule}:" in output or f"localrule {rule}:" in output, rule
+
+
+@pytest.mark.e2e
+def test_ablation_arms_overlay_runs_every_arm(demo_run: Path, tmp_path: Path) -> None:
+    """config/arms.yaml on top of the demo: every arm evaluated in both domains, each adapting arm
+    with its own calibrated lr, DIAL Fig. 5 in reproduction.md (a copy: the demo folder stays as it was)."""
+    workdir = tmp_path / "arms"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    result = run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1",
+                           "--configfile", str(workdir / "params.yaml"), str(ROOT / "config" / "arms.yaml"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    arms = {"ac", "wtp", "ac_wtp", "wtp_reg", "disca", "disca_l10"}
+    assert set(pd.read_csv(workdir / "reports" / "tables" / "clicks.csv")["method"]) == arms
+    assert set(pd.read_csv(workdir / "reports" / "tables" / "transfer.csv")["method"]) == arms
+    for target in ("synthetic", "synthetic_b"):
+        for arm in arms - {"ac"}:
+            calibration = json.loads((workdir / "reports/metrics/calibration/synthetic" / target / "linknet" / f"{arm}.json").read_text())
+            assert calibration["method"] == arm and calibration["lr"] in (1.0e-3, 1.0e-2)
+    fig5 = (workdir / "reports" / "reproduction.md").read_text().split("## DIAL Fig. 5")[1].split("\n## ")[0]
+    assert "Not run" not in fig5 and all(f"| {arm} " in fig5 for arm in arms)

@@ -25,6 +25,8 @@ from dial_core.errors import ConfigError, DataError
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol, patch_protocol
 from dial_core.evaluation.validation import validation_scores
 from dial_core.interactive.disca import DiscaConfig
+from dial_core.interactive.methods import adaptation_settings
+from dial_core.interactive.methods import method as interactive_method
 from dial_core.models.confidnet import ConfidNet
 from dial_core.models.segmenter import NetworkSpec, Segmenter
 from dial_core.training.confidnet import ConfidNetConfig, train_confidnet
@@ -99,40 +101,53 @@ def train_confidnet_step(root: Path, info: DatasetInfo, split: dict, segmenter: 
     return head, {"final_mse": losses[-1], "epochs": cfg.epochs, "crop_size": crop}
 
 
-def disca_config(d: dict, protocol: str = "clicks") -> DiscaConfig:
-    """DiscaConfig of ``evaluation.disca`` for one protocol (``ac_drop_probability`` may be a number
-    or {clicks, patches}); a ``calibrated`` lr must have been resolved by :func:`with_disca_lr`."""
+def disca_config(d: dict, protocol: str = "clicks", method: str = "disca") -> DiscaConfig:
+    """DiscaConfig of resolved adaptation settings (:func:`adaptation_settings`) for one protocol
+    (``ac_drop_probability`` may be a number or {clicks, patches}); a ``calibrated`` lr must have
+    been resolved by :func:`with_disca_lr`."""
     drop = d["ac_drop_probability"]
     if isinstance(drop, dict):
         drop = drop[protocol]
     if not isinstance(d["lr"], (int, float)):
-        raise ConfigError(f"evaluation.disca.lr is {d['lr']!r} but no calibration file was read (rule calibrate_disca, "
-                          "reports/metrics/calibration/<dataset>/<network>.json); or set a number such as 2.0e-6")
+        raise ConfigError(f"the lr of {method} is {d['lr']!r} but no calibration file was read (rule calibrate_disca, "
+                          f"reports/metrics/calibration/<trained on>/<dataset>/<network>/{method}.json); or set a number "
+                          f"such as 2.0e-6 (evaluation.disca.lr, or evaluation.arms.{method}.lr)")
     decay = d.get("patch_lr_decay", "constant") if protocol == "patches" else "constant"
     return DiscaConfig(float(d["lr"]), d["steps"], d["regularisation"], float(drop), d.get("p0", "initial"), decay)
 
 
-def with_disca_lr(evaluation: dict, calibration: str | Path | None) -> dict:
-    """``evaluation`` with ``disca.lr: calibrated`` replaced by the lr the calibration file chose.
-    Without a file (AC runs need none) it is returned as is; DISCA then stops in :func:`disca_config`."""
-    if evaluation["disca"]["lr"] != "calibrated" or not calibration:
+def with_lr(evaluation: dict, method: str, lr: float) -> dict:
+    """``evaluation`` with ``method``'s learning rate set to ``lr`` (in ``evaluation.arms.<method>``)."""
+    arms = dict(evaluation.get("arms") or {})
+    arms[method] = {**(arms.get(method) or {}), "lr": float(lr)}
+    return {**evaluation, "arms": arms}
+
+
+def with_disca_lr(evaluation: dict, calibration: str | Path | None, method: str = "disca") -> dict:
+    """``evaluation`` with ``method``'s ``lr: calibrated`` replaced by the lr the calibration file
+    chose. Without a file (AC runs need none) it is returned as is; an adapting method then stops
+    in :func:`disca_config`."""
+    if adaptation_settings(evaluation, method)["lr"] != "calibrated" or not calibration:
         return evaluation
     chosen = json.loads(Path(calibration).read_text())["lr"]
-    log.info("DISCA lr %.3g from %s", chosen, calibration)
-    return {**evaluation, "disca": {**evaluation["disca"], "lr": chosen}}
+    log.info("%s lr %.3g from %s", method, chosen, calibration)
+    return with_lr(evaluation, method, chosen)
 
 
 def interaction_config(method: str, evaluation: dict, tiling: dict, protocol: str = "clicks") -> InteractionConfig:
-    d = evaluation["disca"]
+    """The protocols' config for ``method``: an adapting method's settings are ``evaluation.disca``
+    with its ``evaluation.arms`` overrides, minus the parts the method switches off (λ, channels)."""
+    arm = interactive_method(method)
+    d = adaptation_settings(evaluation, method)
     return InteractionConfig(
         method=method, agent=evaluation["agent"], agent_options=dict(evaluation.get("agent_options") or {}),
-        disca=disca_config(d, protocol) if method == "disca" else DiscaConfig(0.0, 0, 0.0, 0.0),
+        disca=arm.adaptation(disca_config(d, protocol, method)) if arm.adapts else DiscaConfig(0.0, 0, 0.0, 0.0),
         window=tiling["size"], overlap=tiling["overlap"], disca_window=d["window"],
     )
 
 
 def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter, evaluation: dict, tiling: dict, seed: int,
-                    network: str, trained_on: str | None = None) -> dict:
+                    network: str, trained_on: str | None = None, method: str = "disca") -> dict:
     """DISCA's lr for one network clicked on ``info``'s dataset: the grid value with the best mean
     final-mIoU gain of the click protocol (``calibration.clicks`` clicks) on the split's
     ``calibration`` images.
@@ -141,7 +156,10 @@ def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter
     so the network meets them new, as it meets the evaluation images; validation images are never
     read. The lr does not transfer across domains (an lr that helps under shift hurts in-domain), so
     a transfer target (``trained_on`` another dataset) is calibrated on its own held-out images.
+    ``method``: DISCA or any adapting ablation arm (each gets its own lr).
     """
+    if not interactive_method(method).adapts:
+        raise ConfigError(f"calibrate_disca: {method} does not adapt the weights; it has no learning rate to calibrate")
     settings = evaluation["disca"]["calibration"]
     ids = list(split.get("calibration") or [])
     if not ids:
@@ -157,20 +175,20 @@ def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter
     results, start = [], time.perf_counter()
     samples = list(_samples(root, ids))
     for lr in [None, *settings["grid"]]:  # None: AC, the reference every lr is compared with
-        method = "ac" if lr is None else "disca"
-        trial = {**base, "disca": {**evaluation["disca"], "lr": 0.0 if lr is None else float(lr)}}
-        cfg = interaction_config(method, trial, {**tiling, "size": window, "overlap": overlap})
+        tried = "ac" if lr is None else method
+        cfg = interaction_config(tried, with_lr(base, method, lr or 0.0), {**tiling, "size": window, "overlap": overlap})
         gains = []
         for i, (image, label) in enumerate(samples):
             rows = click_protocol(model, image, label, info.class_names, settings["clicks"], cfg,
                                   np.random.default_rng([seed, i]), image_id=ids[i])
             gains.append(rows[-1]["miou"] - rows[0]["miou"])
-        results.append({"method": method, "lr": lr, "mean_gain": float(np.mean(gains)),
+        results.append({"method": tried, "lr": lr, "mean_gain": float(np.mean(gains)),
                         "gains": dict(zip(ids, map(float, gains)))})
-        log.info("calibrate %s: %s lr %s mean gain %+.4f (%.0f s)", network, method, lr, np.mean(gains), time.perf_counter() - start)
-    grid = [r for r in results if r["method"] == "disca"]
+        log.info("calibrate %s: %s lr %s mean gain %+.4f (%.0f s)", network, tried, lr, np.mean(gains), time.perf_counter() - start)
+    grid = [r for r in results if r["lr"] is not None]
     best = max(grid, key=lambda r: (r["mean_gain"], -r["lr"]))  # ties: the smaller lr
-    return {"dataset": info.name, "trained_on": trained_on or info.name, "network": network, "lr": best["lr"], "criterion": "mean final mIoU gain, click protocol",
+    return {"dataset": info.name, "trained_on": trained_on or info.name, "network": network, "method": method, "lr": best["lr"],
+            "criterion": "mean final mIoU gain, click protocol",
             "images": ids, "clicks": settings["clicks"], "agent": agent, "ac_mean_gain": results[0]["mean_gain"],
             "results": results, "seconds": time.perf_counter() - start}
 
@@ -194,7 +212,7 @@ def _tidy(rows: list[dict], **keys) -> pd.DataFrame:
 
 
 def _evaluation_setup(root: Path, info: DatasetInfo, val_ids: Sequence[str], images: Sequence[str] | None,
-                      method: str, evaluation: dict, tiling: dict, what: str) -> tuple[InteractionConfig, list[str], list[int]]:
+                      method: str, evaluation: dict, tiling: dict, what: str, protocol: str = "clicks") -> tuple[InteractionConfig, list[str], list[int]]:
     """The interaction config with the inference window fitted to every validation image, the
     images to evaluate and their positions in ``val_ids`` (which seed their generators): neither
     the window nor an image's rows depend on which subset ``evaluation.max_images`` selected."""
@@ -207,7 +225,8 @@ def _evaluation_setup(root: Path, info: DatasetInfo, val_ids: Sequence[str], ima
     window, overlap = inference_tiling(root, val_ids, tiling)
     log.info("%s on %s: %d of %d validation images, inference window %d px, overlap %d px",
              what, info.name, len(images), len(val_ids), window, overlap)
-    return interaction_config(method, evaluation, {**tiling, "size": window, "overlap": overlap}), images, [index[i] for i in images]
+    cfg = interaction_config(method, evaluation, {**tiling, "size": window, "overlap": overlap}, protocol)
+    return cfg, images, [index[i] for i in images]
 
 
 def _progress(what: str, done: int, total: int, image_id: str, shape: tuple[int, ...], rows: list[dict], unit: str, began: float, start: float) -> None:
@@ -256,9 +275,8 @@ def check_transferable(source: DatasetInfo, target: DatasetInfo) -> None:
 def evaluate_patches(root: Path, info: DatasetInfo, val_ids: list[str], model: Segmenter, confidnet: ConfidNet | None, method: str, acquisition: str, evaluation: dict, tiling: dict, seed: int, network: str, images: Sequence[str] | None = None) -> pd.DataFrame:
     """DIAL's patch protocol on the validation images for one (method, acquisition); ``images`` as in :func:`evaluate_clicks`."""
     what = f"patches {network}/{method}/{acquisition}"
-    cfg, images, positions = _evaluation_setup(root, info, val_ids, images, method, evaluation, tiling, what)
-    if method == "disca":  # DIAL drops the annotation channels more often in its patch loop (0.5)
-        cfg = dataclasses.replace(cfg, disca=disca_config(evaluation["disca"], "patches"))
+    # the patch loop's own drop probability (DIAL 0.5) and lr decay
+    cfg, images, positions = _evaluation_setup(root, info, val_ids, images, method, evaluation, tiling, what, "patches")
     patches = evaluation["patches"]
     recorded = recorded_clicks(root, info, val_ids, images, evaluation)
     frames = []

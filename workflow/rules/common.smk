@@ -11,6 +11,7 @@ from dial_core.clicks.agents import agent_for_network, needs_recorded
 from dial_core.clicks.click_log import click_log_files, click_log_folder
 from dial_core.config import command_line_layers, load_schema, validate_params
 from dial_core.data.adapters import SOURCE_OPTIONS, source_files
+from dial_core.interactive.methods import METHODS, adaptation_settings, adapting
 from dial_core.studies import expand_networks
 
 with exit_on_config_error():  # each violation names the file that set its key: params.yaml, an overlay, --config
@@ -65,7 +66,7 @@ wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
     source="[A-Za-z0-9_-]+",
     network="[A-Za-z0-9_-]+",
-    method="ac|disca",
+    method="|".join(METHODS),
     acquisition="entropy|confidnet|random",
     file=DOWNLOAD_FILE_PATTERN,
 
@@ -196,24 +197,25 @@ def confidnet_input(wildcards):
 
 
 def disca_calibration(wildcards):
-    """DISCA's calibrated learning rate for the network (trained on {source} for transfer, else on
-    {dataset}) clicked on {dataset}, when the method is disca and evaluation.disca.lr is `calibrated`."""
-    if wildcards.method != "disca" or config["evaluation"]["disca"]["lr"] != "calibrated":
+    """The calibrated learning rate of {method} for the network (trained on {source} for transfer,
+    else on {dataset}) clicked on {dataset}, when the method adapts the weights and its lr is
+    `calibrated` (evaluation.disca.lr, or evaluation.arms.<method>.lr)."""
+    if not METHODS[wildcards.method].adapts or adaptation_settings(config["evaluation"], wildcards.method)["lr"] != "calibrated":
         return []
     trained_on = wildcards.source if "source" in wildcards.keys() else wildcards.dataset
-    return f"reports/metrics/calibration/{trained_on}/{wildcards.dataset}/{wildcards.network}.json"
+    return f"reports/metrics/calibration/{trained_on}/{wildcards.dataset}/{wildcards.network}/{wildcards.method}.json"
 
 
 def calibration_files():
-    """The calibrate_disca results this run's DISCA evaluations read (none with a fixed disca.lr)."""
-    if config["evaluation"]["disca"]["lr"] != "calibrated":
-        return []
-    files = []
-    if "disca" in CLICK_METHODS + PATCH_METHODS:
-        files += expand("reports/metrics/calibration/{dataset}/{dataset}/{network}.json", dataset=DATASET, network=NETWORKS)
-    if "disca" in TRANSFER["methods"]:
-        files += expand("reports/metrics/calibration/{source}/{dataset}/{network}.json",
-                        source=DATASET, dataset=TRANSFER_TARGETS, network=TRANSFER["networks"])
+    """The calibrations this run's evaluations read (none for methods with a fixed lr)."""
+    def calibrated(methods):
+        return [m for m in adapting(methods) if adaptation_settings(config["evaluation"], m)["lr"] == "calibrated"]
+
+    files = expand("reports/metrics/calibration/{dataset}/{dataset}/{network}/{method}.json",
+                   dataset=DATASET, network=NETWORKS, method=calibrated(dict.fromkeys(CLICK_METHODS + PATCH_METHODS)))
+    if TRANSFER_TARGETS:
+        files += expand("reports/metrics/calibration/{source}/{dataset}/{network}/{method}.json",
+                        source=DATASET, dataset=TRANSFER_TARGETS, network=TRANSFER["networks"], method=calibrated(TRANSFER["methods"]))
     return files
 
 

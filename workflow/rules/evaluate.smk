@@ -22,12 +22,12 @@ rule evaluation_images:
 
 
 rule calibrate_disca:
-    """DISCA's learning rate for {network} trained on {source}, when clicked on {dataset} ({source}
-    itself, or a transfer target): the grid value with the best mean mIoU gain of the click protocol
+    """The learning rate of {method} (DISCA or an adapting ablation arm) for {network} trained on
+    {source}, when clicked on {dataset} ({source} itself, or a transfer target): the grid value with the best mean mIoU gain of the click protocol
     on {dataset}'s calibration images, training images held out of every network's training (never
     validation images). Read by the evaluations when disca.lr: calibrated."""
     output:
-        "reports/metrics/calibration/{source}/{dataset}/{network}.json",
+        "reports/metrics/calibration/{source}/{dataset}/{network}/{method}.json",
     input:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
@@ -39,9 +39,9 @@ rule calibrate_disca:
         tiling=config["tiling"],
         seed=config["seed"],
     log:
-        "logs/{dataset}/calibrate_disca_{source}_{network}.log",
+        "logs/{dataset}/calibrate_{source}_{network}_{method}.log",
     benchmark:
-        "benchmarks/runs/{dataset}/calibrate_disca_{source}_{network}.tsv"
+        "benchmarks/runs/{dataset}/calibrate_{source}_{network}_{method}.tsv"
     threads: 2
     resources:
         gpu=1,

@@ -19,7 +19,8 @@ def main() -> None:
     split = json.loads(Path(sm.input.split).read_text())
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(pick_device())
     result = calibrate_disca(root, info, split, model, sm.params.evaluation, sm.params.tiling,
-                             sm.params.seed, sm.wildcards.network, trained_on=sm.wildcards.source)
+                             sm.params.seed, sm.wildcards.network, trained_on=sm.wildcards.source,
+                             method=sm.wildcards.method)
     write_json(sm.output[0], result)
 
 

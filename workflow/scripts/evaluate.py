@@ -19,7 +19,7 @@ def main() -> None:
     images = json.loads(Path(sm.input.images).read_text())["images"]  # the recorded selection (evaluation.max_images)
     device = pick_device()
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(device)
-    evaluation = with_disca_lr(sm.params.evaluation, sm.input.get("calibration"))  # disca.lr: calibrated
+    evaluation = with_disca_lr(sm.params.evaluation, sm.input.get("calibration"), sm.wildcards.method)  # disca.lr: calibrated
     common = dict(evaluation=evaluation, tiling=sm.params.tiling,
                   seed=sm.params.seed, network=sm.wildcards.network, images=images)
     if "acquisition" in sm.wildcards.keys():

@@ -18,7 +18,7 @@ def main() -> None:
     model = segmenter_from_state(load_checkpoint(sm.input.model)).to(pick_device())
     val_ids = json.loads(Path(sm.input.split).read_text())["val"]
     images = json.loads(Path(sm.input.images).read_text())["images"]  # the recorded selection (evaluation.max_images)
-    evaluation = with_disca_lr(sm.params.evaluation, sm.input.get("calibration"))  # disca.lr: calibrated
+    evaluation = with_disca_lr(sm.params.evaluation, sm.input.get("calibration"), sm.wildcards.method)  # disca.lr: calibrated
     table = evaluate_clicks(root, info, val_ids, model, sm.wildcards.method, evaluation, sm.params.tiling,
                             sm.params.seed, sm.wildcards.network, train_dataset=sm.wildcards.source, images=images)
     write_csv(sm.output[0], table)

@@ -24,6 +24,7 @@ from dial_core.evaluation.metrics import segmentation_scores
 from dial_core.interactive.disca import DiscaConfig, disca_adapt
 from dial_core.interactive.inference import predict_probs
 from dial_core.interactive.local_prediction import DEFAULT_CACHE_BYTES, ClickPredictor
+from dial_core.interactive.methods import method as interactive_method
 from dial_core.models.segmenter import Segmenter, network_input
 
 
@@ -32,7 +33,7 @@ class InteractionConfig:
     """How clicks are made and used, shared by both protocols. How clicks are *encoded* comes from
     the network itself (:meth:`NetworkSpec.click_encoder`), as it was trained to read them."""
 
-    method: str  # "ac" or "disca"
+    method: str  # a name of dial_core.interactive.methods.METHODS: ac, disca and the ablation arms
     agent: str
     disca: DiscaConfig
     window: int = 512  # inference window (the tiles.csv size)
@@ -102,7 +103,8 @@ def _adapt(model: Segmenter, scene: _Scene, clicks: list[Click], p0: np.ndarray,
         local = [k.shifted(r, c) for k in clicks if r <= k.row < r + h and c <= k.col < c + w]
         if not local:
             continue
-        channels = scene.channels(model, clicks, (r, c, h, w))
+        # methods without channels (WTP arms) never see them; p0 "current" is then their own prediction
+        channels = scene.channels(model, clicks, (r, c, h, w)) if interactive_method(cfg.method).channels else None
         x = network_input(scene.image[r : r + h, c : c + w], channels, model.spec.n_annotation_channels).to(device)
         target = torch.from_numpy(p0[:, r : r + h, c : c + w]).to(device) if cfg.disca.p0 == "initial" else None
         with torch.enable_grad():
@@ -122,21 +124,24 @@ def click_protocol(
     image_id: str = "",
     recorded: Sequence[Click] | None = None,
 ) -> list[dict]:
-    """K agent clicks on one image; AC re-predicts with all clicks, DISCA also adapts the weights.
+    """K agent clicks on one image; AC re-predicts with all clicks, DISCA (and the other adapting
+    methods) also adapt the weights.
 
     ``recorded``: a person's clicks on this image, replayed by the ``human`` agent.
 
     AC re-infers only the windows a click reaches (:class:`ClickPredictor`, equal to whole-image
-    inference); DISCA re-infers every window after adapting, as its weights changed.
-    DISCA starts from the pretrained weights for every image (a copy), as in the papers' default.
+    inference); an adapting method re-infers every window after adapting, as its weights changed, with
+    the annotation channels when it reads them (not the WTP arms). Adapting methods start from the
+    pretrained weights for every image (a copy), as in the papers' default.
     """
-    if cfg.method == "disca":
+    arm = interactive_method(cfg.method)
+    if arm.adapts:
         model = copy.deepcopy(model)
     start = time.perf_counter()
-    cache = 0 if cfg.method == "disca" else DEFAULT_CACHE_BYTES  # DISCA: every window stale after adapting
+    cache = 0 if arm.adapts else DEFAULT_CACHE_BYTES  # adapting: every window stale after the steps
     predictor = ClickPredictor(model, image, cfg.window, cfg.overlap, cache)
     probs, prediction = predictor.probs, predictor.prediction  # the current softmax and argmax, updated in place
-    probs0 = probs.copy() if cfg.method == "disca" else probs  # DISCA's p0: the softmax before any click
+    probs0 = probs.copy() if arm.adapts else probs  # DISCA's p0: the softmax before any click
     scene = _Scene(image, label, prediction.copy())
     encode = partial(scene.channels, model)
     rows = [_row(0, label, prediction, class_names, None, time.perf_counter() - start, None)]
@@ -151,9 +156,9 @@ def click_protocol(
             recorded=recorded, memory=memory))
         if click is not None:
             clicks.append(click)
-            if cfg.method == "disca":
+            if arm.adapts:
                 _adapt(model, scene, clicks, probs0, disca_windows(label.shape, clicks, cfg.disca_window), cfg, rng)
-                predictor.refresh(clicks, encode)
+                predictor.refresh(clicks if arm.channels else [], encode)
             else:
                 predictor.update(clicks, encode)
         rows.append(_row(step, label, prediction, class_names, correct0, time.perf_counter() - start, click))
@@ -210,12 +215,14 @@ def patch_protocol(
 ) -> list[dict]:
     """DIAL patch protocol on one image: rows after 0, 1, 2 … annotated patches.
 
-    AC keeps the initial order and re-predicts the annotated patch (with its context). DISCA adapts on the
-    patch, then recomputes the whole prediction and uncertainty and re-ranks the patches left.
+    AC keeps the initial order and re-predicts the annotated patch (with its context). DISCA (and the
+    other adapting methods) adapt on the patch, then recompute the whole prediction and uncertainty
+    and re-rank the patches left.
     """
     if acquisition == "confidnet" and confidnet is None:
         raise ValueError("the confidnet acquisition needs a trained ConfidNet")
-    if cfg.method == "disca":
+    arm = interactive_method(cfg.method)
+    if arm.adapts:
         model = copy.deepcopy(model)
     use_conf = confidnet if acquisition == "confidnet" else None
     start = time.perf_counter()
@@ -245,12 +252,13 @@ def patch_protocol(
         click = local.shifted(-r, -c) if local is not None else None
         if click is not None:
             clicks.append(click)
-            if cfg.method == "ac":
+            if not arm.adapts:
                 _repredict_patch(model, scene, clicks, windows[index], prediction, cfg)
             else:
                 at = replace(cfg, disca=cfg.disca.at(len(clicks) - 1))  # DIAL's patch loop: lr / (i + 1)
                 _adapt(model, scene, clicks, probs0, [windows[index]], at, rng)  # DIAL Fig. 4: the annotated patch
-                probs, confidence = predict_probs(model, image, scene.channels(model, clicks), cfg.window, cfg.overlap, use_conf)
+                channels = scene.channels(model, clicks) if arm.channels else None
+                probs, confidence = predict_probs(model, image, channels, cfg.window, cfg.overlap, use_conf)
                 prediction = probs.argmax(0)
                 uncertainty = _uncertainty(acquisition, probs, confidence)
                 if uncertainty is not None:
