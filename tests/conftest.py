@@ -190,3 +190,15 @@ def briefly_pretrained(scenes: list[tuple[np.ndarray, np.ndarray]], n_classes: i
                          weight_decay=5e-4, milestones=(), gamma=0.1, checkpoint_every=1, seed=0)
     net, _ = pretrain(spec, source, policy, cfg, torch.device("cpu"))
     return net
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module of tiny forwards: on a shared 2-core machine two
+    threads make them up to ~10x slower (OpenMP oversubscription). Restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

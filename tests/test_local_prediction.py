@@ -17,13 +17,7 @@ SHAPE = (200, 330)  # not multiples of 32: padded windows at no border, flush la
 WINDOW, OVERLAP = 64, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many small windows: one thread is ~10x faster than two on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _data(seed: int = 0, shape: tuple[int, int] = SHAPE) -> tuple[np.ndarray, np.ndarray]:

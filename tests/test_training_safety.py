@@ -37,13 +37,7 @@ CPU = torch.device("cpu")
 LOGGER = "dial_core.training.pretrain"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny batches gain nothing from more, and shared CPUs lose a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def _policy(max_clicks: int = 5, weights=None, radius: float = 5.0) -> ClickPolicy:
