@@ -34,7 +34,7 @@ Deviations from the literal Eq. 1, and why:
   on the demo network (A training images, 5 clicks, best lr of the grid): initial + 0.2 gained
   +0.44 mIoU points (AC +0.66), current + 0.2 +0.71, initial + 1.0 +0.78.
 - **Learning rate.** The papers' fixed values (2e-6 DIAL, 2e-7 DISCA, 5e-6 plugin) do not transfer
-  across networks and data; the workflow can calibrate it per network on held-out *training*
+  across networks and data; the workflow calibrates it per network and dataset clicked on held-out *training*
   images (:func:`dial_core.steps.calibrate_disca`). DIAL's patch loop divides it by (i + 1) at the
   i-th patch; ``patch_lr_decay: inverse`` does the same (``constant`` keeps it).
 """

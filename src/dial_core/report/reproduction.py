@@ -424,7 +424,7 @@ def per_image_section(tables: Tables, network: str, clicks: int = 10) -> list[st
 
 
 def calibration_section(calibrations: Sequence[Mapping]) -> list[str]:
-    """Markdown lines for DISCA's learning-rate calibration (one calibrate_disca JSON per network):
+    """Markdown lines for DISCA's learning-rate calibration (one calibrate_disca JSON per network, dataset and method):
     every lr tried with its mean gain beside AC's, the chosen one marked, and the images it read."""
     if not calibrations:
         return []
