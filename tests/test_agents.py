@@ -77,7 +77,8 @@ def test_same_seed_same_clicks(name):
     assert _episode(name, seed=3) == first
 
 
-@pytest.mark.parametrize("name", ["random_in_mistake", "uncertain_in_mistake", "uncertain_anywhere", "disir", "noisy", "largest_mistake_border"])
+@pytest.mark.parametrize("name", ["random_in_mistake", "uncertain_in_mistake", "uncertain_anywhere", "random_anywhere", "disir", "noisy",
+                                  "largest_mistake_border"])
 def test_seed_matters_for_random_users(name):
     runs = {tuple(_episode(name, seed=s, steps=3)) for s in range(6)}
     assert len(runs) > 1
@@ -104,7 +105,7 @@ def test_click_inside_a_mistake(name):
 
 def test_no_mistake_no_click():
     label, _ = _scene()
-    for name in sorted(set(AGENTS) - {"human", "uncertain_anywhere"}):
+    for name in sorted(set(AGENTS) - {"human", "uncertain_anywhere", "random_anywhere"}):
         assert next_click(name, AgentContext(label, label.astype(np.int64), uncertainty=_uncertainty(), n_classes=3, options=_options(name))) is None, name
 
 

@@ -15,7 +15,8 @@ import dial_core.evaluation.protocols as protocols
 import dial_core.steps as steps
 from conftest import briefly_pretrained, toy_scene
 from dial_core.errors import ConfigError
-from dial_core.interactive.methods import METHODS, adaptation_settings, adapting, method
+from dial_core.interactive.festa import FestaConfig
+from dial_core.interactive.methods import METHODS, adaptation_settings, adapting, method, of_family
 
 torch.set_num_threads(2)
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,14 +51,25 @@ def test_registry_and_schema_agree():
     assert schema["$defs"]["method"]["enum"] == list(METHODS)
     arms = schema["properties"]["evaluation"]["properties"]["arms"]
     assert arms["propertyNames"]["enum"] == adapting(METHODS)
-    assert adapting(METHODS) == ["wtp", "ac_wtp", "wtp_reg", "disca", "disca_l10"]
-    with pytest.raises(ValueError, match="unknown interactive method 'festa'"):
-        method("festa")
+    assert adapting(METHODS) == ["wtp", "ac_wtp", "wtp_reg", "disca", "disca_l10", "festa"]
+    assert of_family(METHODS, "forest") == ["alcd"] and "alcd" not in adapting(METHODS)  # no lr to calibrate
+    assert of_family(METHODS, "network") == [m for m in METHODS if m != "alcd"]
+    with pytest.raises(ValueError, match="unknown interactive method 'nope'"):
+        method("nope")
+
+
+def test_forest_method_has_no_network_config(model, tmp_path):
+    with pytest.raises(ConfigError, match="alcd is a forest method.*evaluate_clicks_alcd"):
+        steps.interaction_config("alcd", _evaluation(), TILING)
+    split = {"train": ["i0"], "calibration": ["i1"], "val": []}
+    with pytest.raises(ConfigError, match="calibrate_disca: alcd is a forest method"):
+        steps.calibrate_disca(tmp_path, SimpleNamespace(name="toy", class_names=CLASS_NAMES), split, model, _evaluation(), TILING, 0,
+                              "net", method="alcd")
 
 
 def test_each_arm_switches_off_its_parts():
     ev = _evaluation()
-    cfg = {name: steps.interaction_config(name, ev, TILING).disca for name in METHODS}
+    cfg = {name: steps.interaction_config(name, ev, TILING).disca for name in of_family(METHODS, "network")}
     assert cfg["ac"].steps == 0
     # WTP: no regulariser, channels dropped at every step; AC+WTP: channels as configured, no regulariser
     assert (cfg["wtp"].regularisation, cfg["wtp"].ac_drop_probability) == (0.0, 1.0)
@@ -65,6 +77,9 @@ def test_each_arm_switches_off_its_parts():
     assert (cfg["wtp_reg"].regularisation, cfg["wtp_reg"].ac_drop_probability) == (1.0, 1.0)
     assert (cfg["disca"].regularisation, cfg["disca"].ac_drop_probability) == (1.0, 0.0)
     assert cfg["disca_l10"].regularisation == 10.0  # λ per method (evaluation.arms)
+    # FESTA: no channels, its own term (the defaults here, no evaluation.arms.festa) instead of the L1
+    assert (cfg["festa"].regularisation, cfg["festa"].ac_drop_probability, cfg["festa"].festa) == (1.0, 1.0, FestaConfig())
+    assert all(c.festa is None for n, c in cfg.items() if n != "festa")
     assert {c.lr for n, c in cfg.items() if n != "ac"} == {0.02}
     patches = steps.interaction_config("ac_wtp", ev, TILING, "patches").disca
     assert patches.ac_drop_probability == 0.5  # the patch loop's own drop probability

@@ -175,6 +175,31 @@ def test_paper_preset_dry_run_lists_the_whole_study_grid(tmp_path: Path) -> None
     assert counts["evaluate_patches"] == main * len(params["evaluation"]["patches"]["methods"]) * len(params["evaluation"]["patches"]["acquisitions"])
     assert "reports/tables/patches/potsdam/linknet/disca_entropy.csv" in result.stdout + result.stderr
     assert "reports/metrics/calibration/potsdam/potsdam/linknet/disca.json" in result.stdout + result.stderr
+    # the analyses: ALCD pre-trained once, one crop table per App. B user, one user-study table per variant
+    assert counts["pretrain_alcd"] == 1 and counts["report_crops"] == 1 and counts["report_users"] == 1
+    assert counts["evaluate_crops"] == main * len(params["evaluation"]["crops"]["agents"]) == 5 * main
+    assert counts["evaluate_users"] == main * len(params["analyses"]["users"]["variants"]) == 2 * main
+
+
+def test_paper_preset_with_transfer_plans_sequential_learning_and_the_control(tmp_path: Path) -> None:
+    """paper.yaml + airs_to_potsdam.yaml: DIAL Fig. 8 (sequential) and Fig. 6's control are planned."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"),
+                           str(ROOT / "config" / "paper.yaml"), str(ROOT / "config" / "airs_to_potsdam.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "reports/tables/sequential/airs/potsdam_buildings/linknet/disca.csv" in output
+    assert "data/models/pretrain/potsdam_buildings/linknet.pt" in output  # the control, trained on the target
+    assert "reports/tables/clicks/potsdam_buildings/linknet/ac.csv" in output
+    assert "reports/figures/sequential.png" in output and "reports/figures/transfer_control.png" in output
+
+
+def test_forest_method_outside_the_click_protocol_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"),
+                           "--config", "evaluation={'patches': {'methods': ['ac', 'alcd']}}")
+    assert result.returncode != 0
+    assert "evaluation.patches.methods: alcd is not a network method" in result.stderr
 
 
 @pytest.mark.parametrize("overlay", sorted((ROOT / "config" / "datasets").glob("*.yaml")), ids=lambda p: p.stem)
@@ -189,20 +214,40 @@ def test_each_dataset_overlay_plans_the_whole_dag(tmp_path: Path, overlay: Path)
 
 
 @pytest.mark.e2e
-def test_ablation_arms_overlay_runs_every_arm(demo_run: Path, tmp_path: Path) -> None:
-    """config/arms.yaml on top of the demo: every arm evaluated in both domains, each adapting arm
-    with its own calibrated lr, DIAL Fig. 5 in reproduction.md (a copy: the demo folder stays as it was)."""
-    workdir = tmp_path / "arms"
+def test_analyses_overlay_runs_every_arm_and_analysis(demo_run: Path, tmp_path: Path) -> None:
+    """config/analyses.yaml on top of the demo (a copy: the demo folder stays as it was), with fewer
+    crops and user clicks to keep CI short: every arm of DIAL Fig. 5 in both domains (each adapting
+    arm with its own calibrated lr, ALCD pre-trained), Table IV's patches, sequential learning, the
+    target control, the crops of Fig. 9 / App. B and the user study, each in reproduction.md."""
+    workdir = tmp_path / "analyses"
     shutil.copytree(demo_run, workdir, symlinks=True)
     result = run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1",
-                           "--configfile", str(workdir / "params.yaml"), str(ROOT / "config" / "arms.yaml"))
+                           "--configfile", str(workdir / "params.yaml"), str(ROOT / "config" / "analyses.yaml"),
+                           "--config", "evaluation={'crops': {'n_crops': 12}}", "analyses={'users': {'clicks': 6}}")
     assert result.returncode == 0, result.stderr[-4000:]
-    arms = {"ac", "wtp", "ac_wtp", "wtp_reg", "disca", "disca_l10"}
-    assert set(pd.read_csv(workdir / "reports" / "tables" / "clicks.csv")["method"]) == arms
-    assert set(pd.read_csv(workdir / "reports" / "tables" / "transfer.csv")["method"]) == arms
+    arms = set(yaml.safe_load((ROOT / "config" / "analyses.yaml").read_text())["evaluation"]["clicks"]["methods"])
+    assert arms == set(METHODS)
+    tables = workdir / "reports" / "tables"
+    assert set(pd.read_csv(tables / "clicks.csv")["method"]) == arms
+    assert set(pd.read_csv(tables / "transfer.csv")["method"]) == arms
     for target in ("synthetic", "synthetic_b"):
-        for arm in arms - {"ac"}:
+        for arm in adapting(arms):
             calibration = json.loads((workdir / "reports/metrics/calibration/synthetic" / target / "linknet" / f"{arm}.json").read_text())
             assert calibration["method"] == arm and calibration["lr"] in (1.0e-3, 1.0e-2)
-    fig5 = (workdir / "reports" / "reproduction.md").read_text().split("## DIAL Fig. 5")[1].split("\n## ")[0]
-    assert "Not run" not in fig5 and all(f"| {arm} " in fig5 for arm in arms)
+    assert json.loads((workdir / "reports/metrics/alcd/synthetic.json").read_text())["samples"] > 0
+    patches = pd.read_csv(tables / "patches.csv")
+    assert set(zip(patches["method"], patches["acquisition"])) == {(m, a) for m in ("ac", "disca") for a in ("entropy", "random")}
+    sequential = pd.read_csv(tables / "sequential.csv")
+    assert sorted(sequential.groupby("image")["position"].first()) == list(range(sequential["image"].nunique()))
+    crops = pd.read_csv(tables / "crops.csv")
+    assert len(crops) == 12 * 5 * 2  # crops x users x methods
+    assert set(pd.read_csv(tables / "users.csv")["user"]) == {"class_independent", "class_dependent"}
+    assert set(pd.read_csv(tables / "control.csv")["dataset"]) == {"synthetic_b"}
+    for figure in ("sequential", "transfer_control", "users", "fig9_mistake_size", "appendix_b"):
+        assert (workdir / "reports" / "figures" / f"{figure}.png").stat().st_size > 0
+    report = (workdir / "reports" / "reproduction.md").read_text()
+    for item in ("DIAL Fig. 5", "DIAL Table IV", "DIAL Fig. 8", "DIAL Fig. 9", "DIAL Fig. 11", "DIAL Fig. 12", "DIAL Fig. 6"):
+        section = report.split(f"## {item}:")[1].split("\n## ")[0]
+        assert "Not run" not in section and "none of this item's rows" not in section, item
+    fig5 = report.split("## DIAL Fig. 5")[1].split("\n## ")[0]
+    assert all(f"| {arm} " in fig5 for arm in ("festa", "alcd", "wtp", "disca_l10"))

@@ -3,6 +3,7 @@ runs the step on a canonical dataset folder. Scripts stay thin; tests call these
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -22,9 +23,13 @@ from dial_core.data.canonical import DatasetInfo, class_shares, raster_georef, r
 from dial_core.data.splits import nested_subset
 from dial_core.data.tiling import fit_tiling, fit_window
 from dial_core.errors import ConfigError, DataError
+from dial_core.evaluation.alcd_protocol import alcd_click_protocol
+from dial_core.evaluation.metrics import confusion_matrix, iou_per_class
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol, patch_protocol
 from dial_core.evaluation.validation import validation_scores
+from dial_core.interactive.alcd import AlcdConfig, fit_forest, pixel_features, predict_proba_map, sample_training_pixels
 from dial_core.interactive.disca import DiscaConfig
+from dial_core.interactive.festa import FestaConfig
 from dial_core.interactive.methods import adaptation_settings
 from dial_core.interactive.methods import method as interactive_method
 from dial_core.models.confidnet import ConfidNet
@@ -113,7 +118,8 @@ def disca_config(d: dict, protocol: str = "clicks", method: str = "disca") -> Di
                           f"reports/metrics/calibration/<trained on>/<dataset>/<network>/{method}.json); or set a number "
                           f"such as 2.0e-6 (evaluation.disca.lr, or evaluation.arms.{method}.lr)")
     decay = d.get("patch_lr_decay", "constant") if protocol == "patches" else "constant"
-    return DiscaConfig(float(d["lr"]), d["steps"], d["regularisation"], float(drop), d.get("p0", "initial"), decay)
+    festa = FestaConfig(**d["festa"]) if d.get("festa") else None  # evaluation.arms.festa.festa (read by the festa arm only)
+    return DiscaConfig(float(d["lr"]), d["steps"], d["regularisation"], float(drop), d.get("p0", "initial"), decay, festa=festa)
 
 
 def with_lr(evaluation: dict, method: str, lr: float) -> dict:
@@ -134,10 +140,19 @@ def with_disca_lr(evaluation: dict, calibration: str | Path | None, method: str 
     return with_lr(evaluation, method, chosen)
 
 
+def _network_method(method: str, what: str):
+    """The registry entry of ``method``, which must run on a network (not ALCD's forest)."""
+    arm = interactive_method(method)
+    if arm.family != "network":
+        raise ConfigError(f"{what}: {method} is a {arm.family} method ({arm.description}), not a network method: it has no "
+                          "network, learning rate or interaction config; evaluate it with dial_core.steps.evaluate_clicks_alcd")
+    return arm
+
+
 def interaction_config(method: str, evaluation: dict, tiling: dict, protocol: str = "clicks") -> InteractionConfig:
     """The protocols' config for ``method``: an adapting method's settings are ``evaluation.disca``
     with its ``evaluation.arms`` overrides, minus the parts the method switches off (λ, channels)."""
-    arm = interactive_method(method)
+    arm = _network_method(method, "interaction_config")
     d = adaptation_settings(evaluation, method)
     return InteractionConfig(
         method=method, agent=evaluation["agent"], agent_options=dict(evaluation.get("agent_options") or {}),
@@ -158,7 +173,7 @@ def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter
     a transfer target (``trained_on`` another dataset) is calibrated on its own held-out images.
     ``method``: DISCA or any adapting ablation arm (each gets its own lr).
     """
-    if not interactive_method(method).adapts:
+    if not _network_method(method, "calibrate_disca").adapts:
         raise ConfigError(f"calibrate_disca: {method} does not adapt the weights; it has no learning rate to calibrate")
     settings = evaluation["disca"]["calibration"]
     ids = list(split.get("calibration") or [])
@@ -211,22 +226,29 @@ def _tidy(rows: list[dict], **keys) -> pd.DataFrame:
     return frame
 
 
-def _evaluation_setup(root: Path, info: DatasetInfo, val_ids: Sequence[str], images: Sequence[str] | None,
-                      method: str, evaluation: dict, tiling: dict, what: str, protocol: str = "clicks") -> tuple[InteractionConfig, list[str], list[int]]:
-    """The interaction config with the inference window fitted to every validation image, the
-    images to evaluate and their positions in ``val_ids`` (which seed their generators): neither
-    the window nor an image's rows depend on which subset ``evaluation.max_images`` selected."""
+def _evaluation_images(info: DatasetInfo, val_ids: Sequence[str], images: Sequence[str] | None, what: str) -> tuple[list[str], list[int]]:
+    """The images to evaluate (default all of ``val_ids``) and their positions in ``val_ids``, which
+    seed their generators: an image's rows do not depend on which subset was selected."""
     images = list(val_ids) if images is None else list(images)
     index = {image_id: i for i, image_id in enumerate(val_ids)}
     unknown = [i for i in images if i not in index]
     if unknown:
         raise DataError(f"{what}: images {', '.join(unknown[:5])} are not validation images of {info.name}; "
                         "re-run the evaluation_images rule after a new split")
+    return images, [index[i] for i in images]
+
+
+def _evaluation_setup(root: Path, info: DatasetInfo, val_ids: Sequence[str], images: Sequence[str] | None,
+                      method: str, evaluation: dict, tiling: dict, what: str, protocol: str = "clicks") -> tuple[InteractionConfig, list[str], list[int]]:
+    """The interaction config with the inference window fitted to every validation image, the
+    images to evaluate and their positions in ``val_ids`` (which seed their generators): neither
+    the window nor an image's rows depend on which subset ``evaluation.max_images`` selected."""
+    images, positions = _evaluation_images(info, val_ids, images, what)
     window, overlap = inference_tiling(root, val_ids, tiling)
     log.info("%s on %s: %d of %d validation images, inference window %d px, overlap %d px",
              what, info.name, len(images), len(val_ids), window, overlap)
     cfg = interaction_config(method, evaluation, {**tiling, "size": window, "overlap": overlap}, protocol)
-    return cfg, images, [index[i] for i in images]
+    return cfg, images, positions
 
 
 def _progress(what: str, done: int, total: int, image_id: str, shape: tuple[int, ...], rows: list[dict], unit: str, began: float, start: float) -> None:
@@ -237,26 +259,40 @@ def _progress(what: str, done: int, total: int, image_id: str, shape: tuple[int,
              rows[0]["miou"], rows[-1]["miou"], time.perf_counter() - began, time.perf_counter() - start)
 
 
-def evaluate_clicks(root: Path, info: DatasetInfo, val_ids: list[str], model: Segmenter, method: str, evaluation: dict, tiling: dict, seed: int, network: str, train_dataset: str | None = None, images: Sequence[str] | None = None) -> pd.DataFrame:
+def evaluate_clicks(root: Path, info: DatasetInfo, val_ids: list[str], model: Segmenter, method: str, evaluation: dict, tiling: dict, seed: int, network: str, train_dataset: str | None = None, images: Sequence[str] | None = None,
+                    sequential: bool = False, n_clicks: int | None = None) -> pd.DataFrame:
     """The DISIR / DISCA click protocol on the validation images, as one tidy table.
 
     ``images`` is the evaluated subset of ``val_ids`` (``evaluation.max_images``; default all).
     ``train_dataset`` names the dataset the network was trained on when it differs from ``info``
     (domain adaptation); the table then carries it as a column.
+    ``sequential``: DIAL's sequential learning (Fig. 8): an adapting method keeps its weights from
+    one image to the next, in the order of ``images`` (recorded in a ``position`` column), instead of
+    starting from the pretrained weights on each image; ``model`` itself is left untouched.
+    ``n_clicks``: the budget (default ``evaluation.clicks.n_clicks``).
     """
-    what = f"clicks {network}/{method}"
+    what = f"clicks {network}/{method}" + (" sequential" if sequential else "")
     cfg, images, positions = _evaluation_setup(root, info, val_ids, images, method, evaluation, tiling, what)
+    if sequential and not interactive_method(method).adapts:
+        raise ConfigError(f"sequential learning: {method} does not adapt the weights, so it has none to keep across images; "
+                          "name an adapting method (e.g. disca) in analyses.sequential")
     recorded = recorded_clicks(root, info, val_ids, images, evaluation)
+    n_clicks = evaluation["clicks"]["n_clicks"] if n_clicks is None else n_clicks
+    carried = copy.deepcopy(model) if sequential else model  # adapted image after image
     frames = []
     start = time.perf_counter()
     for index, (image, label) in enumerate(_samples(root, images)):
         began = time.perf_counter()
         rng = np.random.default_rng([seed, positions[index]])
-        rows = click_protocol(model, image, label, info.class_names, evaluation["clicks"]["n_clicks"], cfg, rng,
-                              image_id=images[index], recorded=recorded.get(images[index]))
+        rows = click_protocol(carried, image, label, info.class_names, n_clicks, cfg, rng,
+                              image_id=images[index], recorded=recorded.get(images[index]), keep_weights=sequential)
         _progress(what, index + 1, len(images), images[index], label.shape, rows, "clicks", began, start)
-        frames.append(_tidy(rows, protocol="clicks", dataset=info.name, image=images[index], model=network, method=method,
-                            agent=cfg.agent, acquisition="none", encoding=model.spec.encoding, seed=seed))
+        frame = _tidy(rows, protocol="clicks", dataset=info.name, image=images[index], model=network, method=method,
+                      agent=cfg.agent, acquisition="none", encoding=model.spec.encoding, seed=seed)
+        if sequential:
+            frame.insert(3, "position", index)
+            frame.insert(4, "weights", "sequential")
+        frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     if train_dataset is not None:
         table.insert(2, "train_dataset", train_dataset)
@@ -290,3 +326,141 @@ def evaluate_patches(root: Path, info: DatasetInfo, val_ids: list[str], model: S
         frames.append(_tidy(rows, protocol="patches", dataset=info.name, image=images[index], model=network, method=method,
                             agent=cfg.agent, acquisition=acquisition, encoding=model.spec.encoding, seed=seed))
     return pd.concat(frames, ignore_index=True)
+
+
+def evaluate_crops(root: Path, info: DatasetInfo, val_ids: Sequence[str], model: Segmenter, methods: Sequence[str], agent: str,
+                   crops: dict, evaluation: dict, tiling: dict, seed: int, network: str,
+                   images: Sequence[str] | None = None) -> pd.DataFrame:
+    """DIAL's one-annotation-per-crop protocol (Fig. 9, App. B) for one simulated user, as one tidy table.
+
+    ``crops``: ``evaluation.crops`` ({n_crops, size}); the crops are drawn from ``images`` (the
+    evaluated validation images, default all of ``val_ids``) with ``seed`` alone, so every user and
+    every method sees the same crops, and each crop's generator is seeded by (seed, crop index).
+    An adapting method's lr must be a number already (:func:`with_disca_lr`). Each image is read
+    once; ``model`` ends with the weights it started with (adapting methods restore a state copy).
+    """
+    from dial_core.evaluation.crops import crop_protocol, crop_shape, sample_crops  # here: the module's imports stay untouched
+
+    what = f"crops {network}/{agent}"
+    if needs_recorded(agent, evaluation.get("agent_options")):
+        raise ConfigError(f"evaluation.crops.agents: {agent!r} replays a person's clicks on whole images; crops have none. "
+                          "Name simulated users (e.g. largest_mistake_centre)")
+    images = list(val_ids) if images is None else list(images)
+    known = set(val_ids)
+    unknown = [i for i in images if i not in known]
+    if unknown:
+        raise DataError(f"{what}: images {', '.join(unknown[:5])} are not validation images of {info.name}; "
+                        "re-run the evaluation_images rule after a new split")
+    configs = {m: interaction_config(m, {**evaluation, "agent": agent}, tiling) for m in methods}
+    shapes = {i: raster_shape(root, i) for i in images}
+    size = int(crops["size"])
+    plan = sample_crops(shapes, int(crops["n_crops"]), size, np.random.default_rng([seed, 0]))
+    by_image: dict[str, list[int]] = {}
+    for index, (image_id, _, _) in enumerate(plan):
+        by_image.setdefault(image_id, []).append(index)
+    log.info("%s on %s: %d crops of %d px from %d images, methods %s", what, info.name, len(plan), size,
+             len(by_image), ", ".join(methods))
+    pretrained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    rows: list[dict] = []
+    every, done, start = max(1, len(plan) // 10), 0, time.perf_counter()
+    for image_id in (i for i in images if i in by_image):
+        image, label = read_image(root, image_id), read_label(root, image_id)
+        for index in by_image[image_id]:
+            _, r, c = plan[index]
+            h, w = crop_shape(label.shape, size)
+            out = crop_protocol(model, image[r : r + h, c : c + w], label[r : r + h, c : c + w], info.class_names, agent,
+                                configs, np.random.default_rng([seed, 1, index]), pretrained=pretrained,
+                                image_id=image_id, ignore_index=info.ignore_index)
+            keys = {"protocol": "crops", "dataset": info.name, "image": image_id, "crop": index, "row_off": r,
+                    "col_off": c, "model": network, "agent": agent, "seed": seed}
+            rows.extend({**keys, **row} for row in out)
+            done += 1
+            if done % every == 0 or done == len(plan):
+                log.info("%s: %d/%d crops, %.1f s elapsed", what, done, len(plan), time.perf_counter() - start)
+    frame = pd.DataFrame(rows)  # crops were run image by image: back to crop order (methods stay in order)
+    return frame.sort_values("crop", kind="stable").reset_index(drop=True) if rows else frame
+
+
+# ------------------------------------------------------------------------------------------------
+# ALCD (DIAL Fig. 5's random-forest baseline): no network, its own pre-training and click protocol
+# ------------------------------------------------------------------------------------------------
+
+
+def alcd_config(params: dict, seed: int, threads: int = 1) -> AlcdConfig:
+    """AlcdConfig of the ``alcd`` params section; the forest is seeded with the run's ``seed``;
+    ``threads`` (a runtime choice) fits and evaluates the trees in parallel, same results."""
+    try:
+        return AlcdConfig(params["samples_per_image"], params["n_estimators"], params["max_depth"], params["min_samples_leaf"],
+                          tuple(params["scales"]), seed=int(seed), n_jobs=threads)
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(f"alcd: {type(exc).__name__} {exc}: the section needs samples_per_image, n_estimators, max_depth, "
+                          "min_samples_leaf and scales (see params.yaml)") from exc
+
+
+def pretrain_alcd(root: Path, info: DatasetInfo, split: dict, params: dict, seed: int, threads: int = 1) -> tuple[np.ndarray, np.ndarray, dict]:
+    """ALCD's pre-training: ``alcd.samples_per_image`` labelled pixels drawn from each image of
+    ``split['train']`` (never a calibration or validation image), and the forest fitted on them
+    scored without clicks on ``split['val']`` (confusion summed over the images, as
+    :func:`pretrain_network`'s ``val_miou``). Returns the samples (X, y) and the metrics; the forest
+    itself is refit from the samples where it is needed (deterministic for the seed)."""
+    cfg = alcd_config(params, seed, threads)
+    start = time.perf_counter()
+    train_ids = list(split["train"])
+    rng = np.random.default_rng([seed, 10])  # the pixel draw's own stream
+    X, y = sample_training_pixels(_samples(root, train_ids), cfg.samples_per_image, rng, cfg.scales, info.ignore_index)
+    forest = fit_forest(X, y, cfg)
+    fitted = time.perf_counter() - start
+    n = info.n_classes
+    total = np.zeros((n, n), np.int64)
+    for image, label in _samples(root, list(split["val"])):
+        prediction = predict_proba_map(forest, pixel_features(image, cfg.scales), n).argmax(0)
+        total += confusion_matrix(label, prediction, n, info.ignore_index)
+    iou = iou_per_class(total)
+    scored = bool(total.sum())
+    log.info("ALCD on %s: %d samples from %d training images, %d features, fitted in %.1f s, validation mIoU %s",
+             info.name, len(y), len(train_ids), X.shape[1], fitted, f"{np.nanmean(iou):.3f}" if scored else "n/a")
+    return X, y, {
+        "val_miou": float(np.nanmean(iou)) if scored else None,
+        "val_accuracy": float(np.trace(total) / total.sum()) if scored else None,
+        "val_iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(info.class_names, iou)},
+        "train_images": len(train_ids), "val_images": len(split["val"]), "samples": len(y),
+        "samples_per_image": cfg.samples_per_image, "scales": list(cfg.scales), "n_features": cfg.n_features,
+        "n_estimators": cfg.n_estimators, "max_depth": cfg.max_depth, "min_samples_leaf": cfg.min_samples_leaf,
+        "train_class_shares": dict(zip(info.class_names, map(float, np.bincount(y, minlength=n)[:n] / max(len(y), 1)))),
+        "fit_seconds": fitted, "seconds": time.perf_counter() - start,
+    }
+
+
+def evaluate_clicks_alcd(root: Path, info: DatasetInfo, val_ids: list[str], X: np.ndarray, y: np.ndarray, params: dict, evaluation: dict,
+                         seed: int, network: str, train_dataset: str | None = None, images: Sequence[str] | None = None,
+                         threads: int = 1) -> pd.DataFrame:
+    """ALCD's click protocol on the validation images, as one table with :func:`evaluate_clicks`'s
+    columns (method ``alcd``, encoding ``none``; ``network`` names the ``model`` column).
+
+    The same simulated user (``evaluation.agent``), budget and per-image seeds as the networks' click
+    tables, so the user's own draws match image for image. The pre-trained forest is fitted once from
+    (X, y) and refit on X + the clicks after every click (:func:`alcd_click_protocol`).
+    """
+    what = f"clicks {network}/alcd"
+    cfg = alcd_config(params, seed, threads)
+    if X.shape[1] != cfg.n_features:
+        raise ConfigError(f"{what}: the ALCD samples have {X.shape[1]} features per pixel but alcd.scales {list(cfg.scales)} "
+                          f"give {cfg.n_features}; re-run pretrain_alcd with the current params")
+    images, positions = _evaluation_images(info, val_ids, images, what)
+    recorded = recorded_clicks(root, info, val_ids, images, evaluation)
+    options = dict(evaluation.get("agent_options") or {})
+    forest = fit_forest(X, y, cfg)
+    frames = []
+    start = time.perf_counter()
+    for index, (image, label) in enumerate(_samples(root, images)):
+        began = time.perf_counter()
+        rng = np.random.default_rng([seed, positions[index]])
+        rows = alcd_click_protocol(X, y, cfg, image, label, info.class_names, evaluation["clicks"]["n_clicks"], evaluation["agent"],
+                                   options, rng, image_id=images[index], recorded=recorded.get(images[index]), forest=forest)
+        _progress(what, index + 1, len(images), images[index], label.shape, rows, "clicks", began, start)
+        frames.append(_tidy(rows, protocol="clicks", dataset=info.name, image=images[index], model=network, method="alcd",
+                            agent=evaluation["agent"], acquisition="none", encoding="none", seed=seed))
+    table = pd.concat(frames, ignore_index=True)
+    if train_dataset is not None:
+        table.insert(2, "train_dataset", train_dataset)
+    return table

@@ -11,7 +11,7 @@ from dial_core.clicks.agents import agent_for_network, needs_recorded
 from dial_core.clicks.click_log import click_log_files, click_log_folder
 from dial_core.config import command_line_layers, load_schema, validate_params
 from dial_core.data.adapters import SOURCE_OPTIONS, source_files
-from dial_core.interactive.methods import METHODS, adaptation_settings, adapting
+from dial_core.interactive.methods import METHODS, adaptation_settings, adapting, of_family
 from dial_core.studies import expand_networks
 
 with exit_on_config_error():  # each violation names the file that set its key: params.yaml, an overlay, --config
@@ -68,6 +68,7 @@ wildcard_constraints:
     network="[A-Za-z0-9_-]+",
     method="|".join(METHODS),
     acquisition="entropy|confidnet|random",
+    user="[A-Za-z0-9_-]+",
     file=DOWNLOAD_FILE_PATTERN,
 
 
@@ -212,10 +213,10 @@ def calibration_files():
         return [m for m in adapting(methods) if adaptation_settings(config["evaluation"], m)["lr"] == "calibrated"]
 
     files = expand("reports/metrics/calibration/{dataset}/{dataset}/{network}/{method}.json",
-                   dataset=DATASET, network=NETWORKS, method=calibrated(dict.fromkeys(CLICK_METHODS + PATCH_METHODS)))
+                   dataset=DATASET, network=NETWORKS, method=calibrated(dict.fromkeys(CLICK_METHODS + PATCH_METHODS + crop_methods())))
     if TRANSFER_TARGETS:
-        files += expand("reports/metrics/calibration/{source}/{dataset}/{network}/{method}.json",
-                        source=DATASET, dataset=TRANSFER_TARGETS, network=TRANSFER["networks"], method=calibrated(TRANSFER["methods"]))
+        files += expand("reports/metrics/calibration/{source}/{dataset}/{network}/{method}.json", source=DATASET, dataset=TRANSFER_TARGETS,
+                        network=TRANSFER["networks"], method=calibrated(dict.fromkeys(TRANSFER["methods"] + SEQUENTIAL_METHODS)))
     return files
 
 
@@ -224,3 +225,70 @@ def transfer_tables():
         "reports/tables/transfer/{source}/{dataset}/{network}/{method}.csv",
         source=DATASET, dataset=TRANSFER_TARGETS, network=TRANSFER["networks"], method=TRANSFER["methods"],
     )
+
+
+# --- analyses (DIAL Figs. 6, 8, 9, App. B; DISIR Fig. 4): off unless `analyses` turns them on ---
+ANALYSES = config.get("analyses") or {}
+SEQUENTIAL_METHODS = ANALYSES.get("sequential") or []
+USERS = (ANALYSES.get("users") or {}).get("variants") or {}
+for key, names in (("evaluation.patches.methods", PATCH_METHODS), ("evaluation.crops.methods", (config["evaluation"].get("crops") or {}).get("methods", [])),
+                   ("analyses.sequential", SEQUENTIAL_METHODS)):
+    if of_family(names, "forest"):  # the patch, crop and sequential protocols re-predict with a network
+        raise SystemExit(f"error: {key}: {', '.join(of_family(names, 'forest'))} is not a network method; "
+                         "ALCD runs in the click protocol only (evaluation.clicks.methods, transfer.methods)")
+
+
+def sequential_tables():
+    """DIAL Fig. 8: each transfer network and target, weights kept across the target's images."""
+    return expand("reports/tables/sequential/{source}/{dataset}/{network}/{method}.csv",
+                  source=DATASET, dataset=TRANSFER_TARGETS, network=TRANSFER["networks"], method=SEQUENTIAL_METHODS)
+
+
+def control_tables():
+    """DIAL Fig. 6's control: each transfer network trained on the target itself, clicked with AC
+    on the same images (its step 0 is the fully supervised mIoU)."""
+    if not ANALYSES.get("target_control"):
+        return []
+    return expand("reports/tables/clicks/{dataset}/{network}/ac.csv", dataset=TRANSFER_TARGETS, network=TRANSFER["networks"])
+
+
+def user_tables():
+    """DISIR Fig. 4: AC clicks of the main networks under each named simulated user."""
+    return expand("reports/tables/users/{dataset}/{network}/{user}.csv", dataset=DATASET, network=NETWORKS, user=list(USERS))
+
+
+def user_evaluation(wildcards):
+    """`evaluation` with the agent and options of the user variant {user}."""
+    variant = USERS[wildcards.user]
+    options = {**(config["evaluation"].get("agent_options") or {}), **(variant.get("agent_options") or {})}
+    return {**config["evaluation"], "agent": variant["agent"], "agent_options": options}
+
+
+def method_model(wildcards):
+    """What a click evaluation of {method} reads: the network trained on {source} (transfer) or
+    {dataset}, or for a forest method (ALCD) the pixel samples its forest is fitted on."""
+    trained_on = wildcards.source if "source" in wildcards.keys() else wildcards.dataset
+    if METHODS[wildcards.method].family == "forest":
+        return f"{MODELS}/alcd/{trained_on}.npz"
+    return f"{MODELS}/pretrain/{trained_on}/{wildcards.network}.pt"
+
+
+CROP_SETTINGS = config["evaluation"].get("crops") or {}
+
+
+def crop_methods():
+    return list(CROP_SETTINGS.get("methods", [])) if ANALYSES.get("crops") else []
+
+
+def crop_tables():
+    """DIAL Fig. 9 / App. B: one table per main network and simulated user of evaluation.crops."""
+    if not ANALYSES.get("crops"):
+        return []
+    return expand("reports/tables/crops/{dataset}/{network}/{agent}.csv", dataset=DATASET, network=NETWORKS,
+                  agent=CROP_SETTINGS.get("agents", []))
+
+
+def crop_calibrations(wildcards):
+    """The calibrated lrs of the adapting methods evaluation.crops compares (clicked on {dataset})."""
+    return [f"reports/metrics/calibration/{wildcards.dataset}/{wildcards.dataset}/{wildcards.network}/{m}.json"
+            for m in adapting(CROP_SETTINGS.get("methods", [])) if adaptation_settings(config["evaluation"], m)["lr"] == "calibrated"]

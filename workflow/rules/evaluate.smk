@@ -57,7 +57,7 @@ rule evaluate_clicks:
         info=f"{PROCESSED}/dataset.json",
         split=f"{PROCESSED}/split.json",
         images="reports/tables/evaluation_images/{dataset}.json",
-        model=f"{MODELS}/pretrain/{{dataset}}/{{network}}.pt",
+        model=method_model,  # the network, or ALCD's pixel samples
         calibration=disca_calibration,
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
@@ -65,6 +65,7 @@ rule evaluate_clicks:
         evaluation=evaluation_params,  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
+        alcd=config.get("alcd"),  # the forest method's settings
     log:
         "logs/{dataset}/clicks_{network}_{method}.log",
     benchmark:
@@ -105,6 +106,31 @@ rule evaluate_patches:
         "../scripts/evaluate.py"
 
 
+rule pretrain_alcd:
+    """ALCD (DIAL Fig. 5): alcd.samples_per_image labelled pixels of each training image of {dataset}
+    with their colour and local-statistics features; the forest is refit from them where it is used.
+    The metrics hold the forest's validation mIoU without clicks."""
+    output:
+        samples=f"{MODELS}/alcd/{{dataset}}.npz",
+        metrics="reports/metrics/alcd/{dataset}.json",
+    input:
+        info=f"{PROCESSED}/dataset.json",
+        split=f"{PROCESSED}/split.json",
+        code=code("interactive/alcd", "data", "evaluation/metrics", "steps"),
+    params:
+        alcd=config.get("alcd"),
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/pretrain_alcd.log",
+    benchmark:
+        "benchmarks/runs/{dataset}/pretrain_alcd.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    script:
+        "../scripts/pretrain_alcd.py"
+
+
 rule evaluate_all:
     input:
         click_tables(),
@@ -121,7 +147,7 @@ rule evaluate_transfer:
         split=f"{PROCESSED}/split.json",
         images="reports/tables/evaluation_images/{dataset}.json",
         source_info="data/processed/{source}/dataset.json",
-        model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
+        model=method_model,  # the network trained on {source}, or ALCD's pixel samples from it
         calibration=disca_calibration,
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
@@ -129,6 +155,7 @@ rule evaluate_transfer:
         evaluation=evaluation_params,  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
+        alcd=config.get("alcd"),  # the forest method's settings
     log:
         "logs/{dataset}/transfer_{source}_{network}_{method}.log",
     benchmark:

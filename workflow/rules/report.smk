@@ -58,6 +58,7 @@ rule report_all:
         rules.confidnet_all.input,
         ["reports/figures/studies.png", "reports/tables/studies.csv"] if STUDY_ENTRIES else [],
         ["reports/figures/transfer.png", "reports/tables/transfer_summary.csv"] if transfer_tables() else [],
+        analysis_reports(),
         "reports/reproduction.md",
 
 
@@ -129,6 +130,10 @@ def reproduction_inputs(wildcards):
         inputs["transfer"] = "reports/tables/transfer.csv"
     if STUDY_ENTRIES:
         inputs["studies"] = "reports/tables/studies.csv"
+    for name, tables in (("sequential", sequential_tables()), ("control", control_tables()), ("users", user_tables()),
+                          ("crops", crop_tables())):
+        if tables:
+            inputs[name] = f"reports/tables/{name}.csv"
     inputs["calibrations"] = calibration_files()
     return inputs
 

@@ -123,6 +123,7 @@ def click_protocol(
     rng: np.random.Generator,
     image_id: str = "",
     recorded: Sequence[Click] | None = None,
+    keep_weights: bool = False,
 ) -> list[dict]:
     """K agent clicks on one image; AC re-predicts with all clicks, DISCA (and the other adapting
     methods) also adapt the weights.
@@ -132,10 +133,12 @@ def click_protocol(
     AC re-infers only the windows a click reaches (:class:`ClickPredictor`, equal to whole-image
     inference); an adapting method re-infers every window after adapting, as its weights changed, with
     the annotation channels when it reads them (not the WTP arms). Adapting methods start from the
-    pretrained weights for every image (a copy), as in the papers' default.
+    pretrained weights for every image (a copy), as in the papers' default; ``keep_weights`` adapts
+    ``model`` itself instead, so a caller that passes the same model image after image gets DIAL's
+    sequential learning (Fig. 8).
     """
     arm = interactive_method(cfg.method)
-    if arm.adapts:
+    if arm.adapts and not keep_weights:
         model = copy.deepcopy(model)
     start = time.perf_counter()
     cache = 0 if arm.adapts else DEFAULT_CACHE_BYTES  # adapting: every window stale after the steps

@@ -37,6 +37,11 @@ Deviations from the literal Eq. 1, and why:
   across networks and data; the workflow calibrates it per network and dataset clicked on held-out *training*
   images (:func:`dial_core.steps.calibrate_disca`). DIAL's patch loop divides it by (i + 1) at the
   i-th patch; ``patch_lr_decay: inverse`` does the same (``constant`` keeps it).
+
+The same steps serve the ablation arms (:mod:`dial_core.interactive.methods`): λ = 0 drops the L1
+term, and a ``festa`` config replaces it by FESTA's feature regulariser
+(:mod:`dial_core.interactive.festa`; λ is then that term's weight), which reads the decoder features
+of the window and needs no p0.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from dial_core.clicks.types import Click
+from dial_core.interactive.festa import FestaConfig, festa_term
 from dial_core.interactive.inference import forward_window
 from dial_core.models.segmenter import Segmenter
 
@@ -60,10 +66,11 @@ LR_DECAYS = ("constant", "inverse")
 class DiscaConfig:
     lr: float
     steps: int  # SGD steps per window holding a click, per click (DIAL: CL_STEPS = 10)
-    regularisation: float  # λ of Eq. 1
+    regularisation: float  # λ of Eq. 1 (with ``festa``: the weight of FESTA's term instead)
     ac_drop_probability: float  # chance a step sees no annotation channels
     p0: str = "initial"  # "initial" (Eq. 1) | "current" (DIAL click loop)
     lr_decay: str = "constant"  # "inverse": the i-th adaptation (from 0) runs at lr / (i + 1) (DIAL's patch loop)
+    festa: FestaConfig | None = None  # FESTA's feature regulariser instead of the L1 to p0 (the festa arm)
 
     def __post_init__(self) -> None:
         if self.p0 not in P0_CHOICES:
@@ -83,13 +90,24 @@ def l1_term(probs: torch.Tensor, p0: torch.Tensor) -> torch.Tensor:
     return (probs - p0).abs().sum(dim=0).mean()
 
 
-def disca_loss(logits: torch.Tensor, clicks: Sequence[Click], p0: torch.Tensor, regularisation: float) -> torch.Tensor:
-    """Eq. 1 on one (N, H, W) window: CE on the clicked pixels / their count + λ · L1 to p0."""
+def click_cross_entropy(logits: torch.Tensor, clicks: Sequence[Click]) -> torch.Tensor:
+    """Cross-entropy of one (N, H, W) window on the clicked pixels / their count (every arm's point supervision)."""
     rows = torch.tensor([c.row for c in clicks], device=logits.device)
     cols = torch.tensor([c.col for c in clicks], device=logits.device)
     target = torch.tensor([c.cls for c in clicks], device=logits.device)
-    ce = F.cross_entropy(logits[:, rows, cols].T, target, reduction="sum") / len(clicks)
-    return ce + regularisation * l1_term(torch.softmax(logits, dim=0), p0)
+    return F.cross_entropy(logits[:, rows, cols].T, target, reduction="sum") / len(clicks)
+
+
+def disca_loss(logits: torch.Tensor, clicks: Sequence[Click], p0: torch.Tensor, regularisation: float) -> torch.Tensor:
+    """Eq. 1 on one (N, H, W) window: CE on the clicked pixels / their count + λ · L1 to p0."""
+    return click_cross_entropy(logits, clicks) + regularisation * l1_term(torch.softmax(logits, dim=0), p0)
+
+
+def festa_loss(logits: torch.Tensor, features: torch.Tensor, clicks: Sequence[Click], weight: float, cfg: FestaConfig,
+               rng: np.random.Generator) -> torch.Tensor:
+    """The festa arm on one window: CE on the clicked pixels / their count + weight · FESTA's term
+    on the (C, H, W) decoder features (anchors drawn from ``rng``)."""
+    return click_cross_entropy(logits, clicks) + weight * festa_term(features, rng, cfg)
 
 
 class frozen_batchnorm:
@@ -127,13 +145,14 @@ def disca_adapt(
 
     ``clicks`` are in the window's coordinates; ``p0`` is the reference softmax of the window, or
     None for the current prediction of ``x`` with its annotation channels (``p0: current``).
-    Returns the last loss.
+    With ``cfg.festa`` the loss is :func:`festa_loss` (p0 is not read; FESTA's anchors come from
+    ``rng`` after each step's drop draw). Returns the last loss.
     """
     inside = [c for c in clicks if 0 <= c.row < x.shape[1] and 0 <= c.col < x.shape[2]]
     if not inside or cfg.steps == 0:
         return 0.0
     with frozen_batchnorm(model):
-        if p0 is None:
+        if p0 is None and cfg.festa is None:
             with torch.no_grad():
                 p0 = torch.softmax(forward_window(model, x)[0], dim=0)
         opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
@@ -143,8 +162,11 @@ def disca_adapt(
             if rng.random() < cfg.ac_drop_probability:
                 inputs = x.clone()
                 inputs[3:] = 0  # every annotation channel
-            logits, _ = forward_window(model, inputs)
-            loss = disca_loss(logits, inside, p0, cfg.regularisation)
+            logits, features = forward_window(model, inputs, with_features=cfg.festa is not None)
+            if cfg.festa is not None:
+                loss = festa_loss(logits, features, inside, cfg.regularisation, cfg.festa, rng)
+            else:
+                loss = disca_loss(logits, inside, p0, cfg.regularisation)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -22,9 +22,8 @@ Not transcribed (no number in the text, or outside what the workflow runs today)
   and §4.2's "average improvement of 2.5 %" (both derivable from Table 1).
 - DIAL Table I's text gains (2.2 % / 2.5 %) and Table IV's text averages (1.3/1.7 % vs 1.1/1.5 %):
   derivable from the tables. Figs. 3–4 (patch curves per acquisition): the text's "around 20 %,
-  5 %, 10 %, 4 %" and "up to 5 % vs 4 %" give no patch count to read them at. Fig. 5 (ablation
-  arms WTP, FESTA, AC+WTP, λ=10: not in the workflow yet), Fig. 8 (sequential learning),
-  Fig. 9 (AC vs DISCA by mistake size), Figs. 11–13 (App. B pixel guidance) — plots only or not run.
+  5 %, 10 %, 4 %" and "up to 5 % vs 4 %" give no patch count to read them at. Fig. 8's curves,
+  Fig. 9's bins (the text's direction only), Fig. 13 (examples) — plots only.
 - The RITM satellite report (NoC) and Area Disagreement papers: not in the workflow yet.
 """
 
@@ -43,10 +42,12 @@ KEY = ["paper", "table_or_figure", "dataset", "method", "metric", "setting"]
 METRICS = {
     "miou", "miou_gain", "miou_mean", "miou_std", "miou_gain_mean", "miou_gain_std",
     "miou_gain_fb_minus_no_fb", "classes_improved_by_fb", "corrected_pixels_per_click",
-    "seconds", "seconds_ratio_to_ac", "seconds_ratio_to_entropy",
+    "seconds", "seconds_ratio_to_ac", "seconds_ratio_to_entropy", "miou_minus_control",
+    "miou_gain_independent_minus_dependent", "iou_gain_dependent_minus_independent",
+    "initial_miou_sequential_minus_reinitialised", "miou_sequential_minus_reinitialised",
 }
 QUALIFIERS = {"=", "≈", ">", "<"}
-TABLES = ("clicks", "patches", "transfer", "studies")
+TABLES = ("clicks", "patches", "transfer", "studies", "sequential", "control", "users", "crops")
 # our dataset names that are one of the papers' datasets; others are matched by their classes
 PAPER_DATASET = {"potsdam": "ISPRS Potsdam", "isprs": "ISPRS Potsdam", "inria": "INRIA", "airs": "AIRS"}
 
@@ -132,7 +133,7 @@ def disir_fig_4(t: Tables, network: str) -> list[dict]:
     if ac.empty:
         return []
     k = _step(ac, 120)
-    return [_row("ac", "miou_gain", "clicks=120", 100 * _gain(ac, k).mean(), _at("clicks", 120, k))]
+    return [_row("ac", "miou_gain", "clicks=120", 100 * _gain(ac, k).mean(), _at("clicks", 120, k)), *disir_fig_4_users(t, network)]
 
 
 def disir_fig_5(t: Tables, network: str) -> list[dict]:
@@ -305,11 +306,108 @@ def dial_table_v(t: Tables, network: str) -> list[dict]:
 
 
 def dial_fig_6(t: Tables, network: str) -> list[dict]:
+    rows = []
     curve = _subset(_transfer(t, network), method="disca")
-    if curve.empty:
+    if not curve.empty:
+        k = _step(curve, 20)
+        rows.append(_row("disca", "miou", "clicks=20", 100 * _per_image(curve, k).mean(), _at("clicks", 20, k)))
+    control = t.get("control")
+    if control is not None and not control.empty and rows:
+        images = set(_transfer(t, network)["image"])
+        control = _subset(control[control["image"].isin(images)], model=network, method="ac")
+        disca = _subset(_transfer(t, network), method="disca")
+        if not control.empty and not disca.empty:  # the network trained on the target itself, without clicks
+            k = int(disca["step"].max())
+            supervised = 100 * _per_image(control, 0).mean()
+            rows.append(_row("disca", "miou_minus_control", "clicks=max", 100 * _per_image(disca, k).mean() - supervised,
+                             f"clicks={k}; control {_number(supervised)}"))
+    return rows
+
+
+def dial_fig_8(t: Tables, network: str) -> list[dict]:
+    """Sequential learning: the initial mIoU of the images after the first one, with the weights
+    kept minus re-initialised (the paper: ≈ +20 points), and the same after 10 annotations
+    ("the benefits vanish")."""
+    sequential, transfer = t.get("sequential"), _transfer(t, network)
+    if sequential is None or sequential.empty or transfer.empty:
         return []
-    k = _step(curve, 20)
-    return [_row("disca", "miou", "clicks=20", 100 * _per_image(curve, k).mean(), _at("clicks", 20, k))]
+    rows = []
+    for method, kept in _subset(sequential, model=network).groupby("method"):
+        reinit = _subset(transfer, method=method)
+        later = kept.loc[kept["position"] > 0, "image"].unique()  # the first image starts from the same weights
+        if reinit.empty or not len(later):
+            continue
+        k = _step(kept, 10)
+        for step, metric, setting in ((0, "initial_miou_sequential_minus_reinitialised", "clicks=0"),
+                                      (k, "miou_sequential_minus_reinitialised", "clicks=10")):
+            diff = (_per_image(kept, step) - _per_image(reinit, step)).loc[later].mean()
+            rows.append(_row(method, metric, setting, 100 * diff, _at("clicks", 10, k) if step else f"images 2–{len(later) + 1}"))
+    return rows
+
+
+def disir_fig_4_users(t: Tables, network: str) -> list[dict]:
+    """Class-independent vs class-dependent users: which gains more mIoU, and which gains more on
+    each class (the paper: independent more overall, dependent more on the rare car class)."""
+    users = t.get("users")
+    if users is None or users.empty or "class_dependent" not in users:
+        return []
+    users = _subset(users, model=network, agent="disir")
+    sides = {flag: frame for flag, frame in users.groupby("class_dependent")}
+    if set(sides) != {False, True}:
+        return []
+    k = min(_step(f, 120) for f in sides.values())
+    at = _at("clicks", 120, k)
+    rows = [_row("ac", "miou_gain_independent_minus_dependent", "clicks=120",
+                 100 * (_gain(sides[False], k).mean() - _gain(sides[True], k).mean()), at)]
+    if "iou_car" in users:  # the class the paper names (every class: reports/tables/users_summary.csv)
+        rows.append(_row("ac", "iou_gain_dependent_minus_independent", "clicks=120; class=car",
+                         100 * (_gain(sides[True], k, "iou_car").mean() - _gain(sides[False], k, "iou_car").mean()), at))
+    return rows
+
+
+def _crops(t: Tables, network: str) -> pd.DataFrame:
+    crops = t.get("crops")
+    if crops is None or crops.empty:
+        return pd.DataFrame()
+    return _subset(crops, model=network)
+
+
+def dial_fig_9(t: Tables, network: str) -> list[dict]:
+    """DISCA − AC gain on the crops where DIAL says DISCA should win: the quarter of clicked crops
+    with the largest corrected mistake, and the quarter with the lowest initial accuracy (our
+    quartiles; the paper's bins are a plot only)."""
+    crops = _crops(t, network)
+    crops = crops[(crops["agent"] == "largest_mistake_centre") & crops["clicked"].astype(bool)] if not crops.empty else crops
+    if crops.empty or not {"ac", "disca"} <= set(crops["method"]):
+        return []
+    wide = crops.pivot_table(index=["image", "crop"], columns="method", values="gain")
+    first = crops.drop_duplicates(["image", "crop"]).set_index(["image", "crop"])
+    large = first["mistake_share"] >= first["mistake_share"].quantile(0.75)
+    low = first["accuracy0"] <= first["accuracy0"].quantile(0.25)
+    rows = []
+    for name, mask, note in (("largest_mistakes", large, "top quarter of mistake share"), ("lowest_accuracy", low, "bottom quarter of initial accuracy")):
+        diff = (wide["disca"] - wide["ac"]).loc[mask[mask].index]
+        rows.append(_row("disca_minus_ac", "miou_gain", f"annotations=1; crops={name}", 100 * diff.mean(), f"{note}, {len(diff)} crops"))
+    return rows
+
+
+def _appendix_b(t: Tables, network: str, agents: Sequence[str], methods: Sequence[str]) -> list[dict]:
+    """Mean gain per (user, method) over the crops (an unclicked crop counts 0, as in appendix_b.csv)."""
+    crops = _crops(t, network)
+    if crops.empty:
+        return []
+    rows = []
+    for (agent, method), group in crops[crops["agent"].isin(agents) & crops["method"].isin(methods)].groupby(["agent", "method"]):
+        rows.append(_row(method, "miou_gain", f"annotations=1; agent={agent}", 100 * group["gain"].mean(), f"{len(group)} crops"))
+    return rows
+
+
+def dial_fig_11(t: Tables, network: str) -> list[dict]:
+    return _appendix_b(t, network, ("largest_mistake_centre", "random_in_mistake", "uncertain_in_mistake"), ("ac",))  # the text gives AC's
+
+
+def dial_fig_12(t: Tables, network: str) -> list[dict]:
+    return _appendix_b(t, network, ("uncertain_anywhere", "random_anywhere"), ("ac", "disca"))
 
 
 @dataclass(frozen=True)
@@ -324,19 +422,26 @@ class Item:
 
 REGISTRY: dict[str, Item] = {
     "DISIR Table 1": Item("Average corrected pixels per click", ("clicks",), "config/paper.yaml", disir_table_1),
-    "DISIR Fig. 4": Item("mIoU gain after the clicks (automatic evaluation)", ("clicks",), "config/paper.yaml", disir_fig_4),
+    "DISIR Fig. 4": Item("mIoU gain after the clicks; class-independent vs class-dependent users (config/analyses.yaml)",
+                         ("clicks",), "config/paper.yaml", disir_fig_4),
     "DISIR Fig. 5": Item("Frequency balancing during training", ("clicks", "studies"), "config/studies.yaml", disir_fig_5),
     "DISIR Fig. 7": Item("Backbone architectures: initial mIoU and gain", ("clicks", "studies"), "config/studies.yaml", disir_fig_7),
     "DISIR Fig. 8": Item("Training-set size: mIoU gain", ("clicks", "studies"), "config/studies.yaml", disir_fig_8),
     "DISCA Table 1": Item("mIoU before and after 10 clicks", ("clicks",), "config/paper.yaml", disca_table_1),
     "DISCA Fig. 3": Item("Domain adaptation AIRS → ISPRS: gain after 10 clicks", ("transfer",), "config/airs_to_potsdam.yaml", disca_fig_3),
-    "DIAL Fig. 5": Item("Ablation: AC, WTP, AC+WTP, WTP+reg, DISCA (λ 1, 10): gain after 10 clicks", ("clicks",), "config/arms.yaml", dial_fig_5),
+    "DIAL Fig. 5": Item("Ablation: AC, WTP, AC+WTP, WTP+reg, DISCA (λ 1, 10), FESTA, ALCD: gain after 10 clicks", ("clicks",), "config/analyses.yaml", dial_fig_5),
     "DIAL Table I": Item("mIoU after 50 annotated patches (random / entropy order)", ("patches",), "config/paper.yaml", dial_table_i),
     "DIAL Table II": Item("Time per annotation: AC vs DISCA", ("clicks",), "config/paper.yaml", dial_table_ii),
     "DIAL Table III": Item("Time of prediction with uncertainty", ("patches",), "config/paper.yaml", dial_table_iii),
-    "DIAL Table IV": Item("mIoU with 10 annotations: patches vs whole image", ("clicks", "patches"), "config/paper.yaml", dial_table_iv),
+    "DIAL Table IV": Item("mIoU with 10 annotations: patches vs whole image", ("clicks", "patches"), "config/analyses.yaml", dial_table_iv),
     "DIAL Table V": Item("mIoU after 120 AC clicks by click encoding", ("clicks", "studies"), "config/studies.yaml", dial_table_v),
-    "DIAL Fig. 6": Item("Domain adaptation AIRS → ISPRS: DISCA mIoU after 20 clicks", ("transfer",), "config/airs_to_potsdam.yaml", dial_fig_6),
+    "DIAL Fig. 6": Item("Domain adaptation AIRS → ISPRS: mIoU after 20 clicks, and the control trained on the target",
+                        ("transfer",), "config/airs_to_potsdam.yaml", dial_fig_6),
+    "DIAL Fig. 8": Item("Sequential learning: weights kept across the target's images vs re-initialised",
+                        ("sequential", "transfer"), "config/analyses.yaml", dial_fig_8),
+    "DIAL Fig. 9": Item("One annotation per crop: DISCA − AC by mistake size and initial accuracy", ("crops",), "config/analyses.yaml", dial_fig_9),
+    "DIAL Fig. 11": Item("App. B: one annotation per crop inside the mistakes (max, random, uncertain)", ("crops",), "config/analyses.yaml", dial_fig_11),
+    "DIAL Fig. 12": Item("App. B: uncertain vs random pixel anywhere", ("crops",), "config/analyses.yaml", dial_fig_12),
 }
 
 

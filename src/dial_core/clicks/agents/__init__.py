@@ -6,7 +6,8 @@ to click). A new user is one function decorated with :func:`register` in a modul
 
 - ``largest_mistake_centre`` (DIAL "max"), ``largest_mistake_border`` — :mod:`.largest_mistake`
 - ``disir`` (random one of the 8 largest errors, optionally class-dependent) — :mod:`.disir`
-- ``random_in_mistake``, ``uncertain_in_mistake``, ``uncertain_anywhere`` (DIAL App. B) — :mod:`.sampled`
+- ``random_in_mistake``, ``uncertain_in_mistake``, ``uncertain_anywhere``, ``random_anywhere`` (DIAL App. B,
+  Figs. 11-12) — :mod:`.sampled`
 - ``noisy`` (jitter and wrong classes around another user) — :mod:`.noisy`
 - ``human`` (a person's recorded clicks) — :mod:`.human`
 """

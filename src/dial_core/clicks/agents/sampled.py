@@ -1,5 +1,6 @@
 """Users that click a random pixel (DIAL Appendix B): anywhere in the mistakes, or among the most
-uncertain pixels, with or without knowing where the mistakes are. Each click carries the
+uncertain pixels, with or without knowing where the mistakes are, or anywhere at all (Fig. 12's
+baseline without any prior). Each click carries the
 ground-truth class of its pixel; pixels already clicked are not drawn again."""
 
 from __future__ import annotations
@@ -54,3 +55,12 @@ def uncertain_anywhere(context: AgentContext) -> Click | None:
     labelled = remove_clicked(context.label != context.ignore_index, context.clicks)
     quantile = float(context.options.get("quantile", TOP_QUANTILE))
     return click_at(context.label, random_pixel(top_decile(uncertainty, labelled, quantile), context.rng))
+
+
+@register("random_anywhere")
+def random_anywhere(context: AgentContext) -> Click | None:
+    """A uniformly random labelled pixel, knowing neither the mistakes nor the uncertainty (DIAL
+    Fig. 12's "random" baseline): the click may land on a correct pixel, where it only confirms the
+    prediction. It carries the ground-truth class; ignore pixels are never drawn."""
+    labelled = remove_clicked(context.label != context.ignore_index, context.clicks)
+    return click_at(context.label, random_pixel(labelled, context.rng))
