@@ -221,9 +221,10 @@ def test_analyses_overlay_runs_every_arm_and_analysis(demo_run: Path, tmp_path: 
     target control, the crops of Fig. 9 / App. B and the user study, each in reproduction.md."""
     workdir = tmp_path / "analyses"
     shutil.copytree(demo_run, workdir, symlinks=True)
-    result = run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1",
-                           "--configfile", str(workdir / "params.yaml"), str(ROOT / "config" / "analyses.yaml"),
-                           "--config", "evaluation={'crops': {'n_crops': 12}}", "analyses={'users': {'clicks': 6}}")
+    smaller = workdir / "smaller.yaml"  # a file: --config would pass nested numbers as strings
+    smaller.write_text(yaml.safe_dump({"evaluation": {"crops": {"n_crops": 12}}, "analyses": {"users": {"clicks": 6}}}))
+    result = run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1", "--configfile", str(workdir / "params.yaml"),
+                           str(ROOT / "config" / "analyses.yaml"), str(smaller))
     assert result.returncode == 0, result.stderr[-4000:]
     arms = set(yaml.safe_load((ROOT / "config" / "analyses.yaml").read_text())["evaluation"]["clicks"]["methods"])
     assert arms == set(METHODS)
