@@ -25,6 +25,7 @@ from dial_core.data.tiling import fit_tiling, fit_window
 from dial_core.errors import ConfigError, DataError
 from dial_core.evaluation.alcd_protocol import alcd_click_protocol
 from dial_core.evaluation.metrics import confusion_matrix, iou_per_class
+from dial_core.evaluation.crops import crop_protocol, crop_shape, sample_crops
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol, patch_protocol
 from dial_core.evaluation.validation import validation_scores
 from dial_core.interactive.alcd import AlcdConfig, fit_forest, pixel_features, predict_proba_map, sample_training_pixels
@@ -339,7 +340,6 @@ def evaluate_crops(root: Path, info: DatasetInfo, val_ids: Sequence[str], model:
     An adapting method's lr must be a number already (:func:`with_disca_lr`). Each image is read
     once; ``model`` ends with the weights it started with (adapting methods restore a state copy).
     """
-    from dial_core.evaluation.crops import crop_protocol, crop_shape, sample_crops  # here: the module's imports stay untouched
 
     what = f"crops {network}/{agent}"
     if needs_recorded(agent, evaluation.get("agent_options")):
