@@ -9,16 +9,17 @@ import torch
 from conftest import briefly_pretrained, toy_scene
 
 from dial_core.active.acquisition import (
-    confidnet_uncertainty,
     entropy_map,
     patch_scores,
     random_order,
     uncertainty_order,
 )
+from dial_core.active.uncertainty import predict_with_uncertainty
 from dial_core.clicks.agents import largest_mistake_click
 from dial_core.clicks.encoding import encode_clicks
 from dial_core.clicks.types import Click
 from dial_core.data.tiling import tile_windows
+from dial_core.errors import ConfigError
 from dial_core.evaluation.metrics import confusion_matrix, iou_per_class, number_of_clicks, segmentation_scores
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol, patch_protocol
 from dial_core.interactive.disca import DiscaConfig, disca_adapt, disca_loss
@@ -130,10 +131,6 @@ def test_entropy_values_between_extremes():
     expected = -(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1))
     assert entropy_map(p)[0, 0] == pytest.approx(expected)
     assert 0 < expected < np.log(3)
-
-
-def test_confidnet_uncertainty():
-    np.testing.assert_allclose(confidnet_uncertainty(np.array([0.0, 0.25, 1.0])), [1.0, 0.75, 0.0])
 
 
 def test_patch_scores_are_window_means():
@@ -350,9 +347,9 @@ def test_patch_protocol_confidnet_order(model, sample):
     image, label = sample
     torch.manual_seed(0)
     head = ConfidNet(model.feature_channels).eval()
-    _, confidence = predict_probs(model, image, None, WINDOW, OVERLAP, head)
-    assert confidence.shape == label.shape
-    scores = patch_scores(1.0 - confidence, tile_windows(*label.shape, PATCH, 0))
+    _, uncertainty = predict_with_uncertainty(model, image, None, "confidnet", WINDOW, OVERLAP, confidnet=head)
+    assert uncertainty.shape == label.shape
+    scores = patch_scores(uncertainty, tile_windows(*label.shape, PATCH, 0))
     rows = patch_protocol(model, image, label, CLASS_NAMES, PATCH, "confidnet", _cfg("ac"),
                           np.random.default_rng(0), confidnet=head, max_patches=4)
     assert [r["patch"] for r in rows[1:]] == _expected_order(scores)[:4]
@@ -366,8 +363,8 @@ def test_patch_protocol_confidnet_needs_head(model, sample):
 
 def test_patch_protocol_unknown_acquisition(model, sample):
     image, label = sample
-    with pytest.raises(ValueError, match="acquisition"):
-        patch_protocol(model, image, label, CLASS_NAMES, PATCH, "bald", _cfg("ac"), np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="unknown acquisition 'curiosity'.*bald"):
+        patch_protocol(model, image, label, CLASS_NAMES, PATCH, "curiosity", _cfg("ac"), np.random.default_rng(0))
 
 
 def test_patch_protocol_random_order_is_reproducible(model, sample):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dial_core.active.acquisition import AcquisitionConfig
 from dial_core.clicks.agents import needs_recorded
 from dial_core.clicks.click_log import check_click_folder, click_log_folder, read_click_log
 from dial_core.clicks.sampling import balancing_weights
@@ -159,6 +160,7 @@ def interaction_config(method: str, evaluation: dict, tiling: dict, protocol: st
         method=method, agent=evaluation["agent"], agent_options=dict(evaluation.get("agent_options") or {}),
         disca=arm.adaptation(disca_config(d, protocol, method)) if arm.adapts else DiscaConfig(0.0, 0, 0.0, 0.0),
         window=tiling["size"], overlap=tiling["overlap"], disca_window=d["window"],
+        acquisition=AcquisitionConfig.from_params(evaluation.get("acquisition")),
     )
 
 

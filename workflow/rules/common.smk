@@ -6,6 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works before `pip install -e .` too
 
+from dial_core.active.acquisition import ACQUISITIONS, patch_runs
 from dial_core.cli import exit_on_config_error
 from dial_core.clicks.agents import agent_for_network, needs_recorded
 from dial_core.clicks.click_log import click_log_files, click_log_folder
@@ -51,8 +52,10 @@ NETWORKS = list(config["pretrain"]["networks"])  # main experiments: every proto
 STUDY_NETWORKS = sorted({e.network for e in STUDY_ENTRIES} - set(NETWORKS))  # AC clicks only
 CLICK_METHODS = config["evaluation"]["clicks"]["methods"]
 PATCH_METHODS = config["evaluation"]["patches"]["methods"]
-ACQUISITIONS = config["evaluation"]["patches"]["acquisitions"]
-NEEDS_CONFIDNET = "confidnet" in ACQUISITIONS
+with exit_on_config_error():
+    PATCH_RUNS = patch_runs(PATCH_METHODS, config["evaluation"]["patches"]["acquisitions"])  # (method, acquisition) pairs
+NEEDS_CONFIDNET = any(a == "confidnet" for _, a in PATCH_RUNS)
+TRANSFER_PATCHES = bool(TRANSFER.get("patches"))  # DIAL Figs. 3c-d / 4c-d: the patch protocol on the transfer targets too
 
 PROCESSED = "data/processed/{dataset}"
 MODELS = "data/models"
@@ -67,7 +70,7 @@ wildcard_constraints:
     source="[A-Za-z0-9_-]+",
     network="[A-Za-z0-9_-]+",
     method="|".join(METHODS),
-    acquisition="entropy|confidnet|random",
+    acquisition="|".join(ACQUISITIONS),
     user="[A-Za-z0-9_-]+",
     file=DOWNLOAD_FILE_PATTERN,
 
@@ -191,10 +194,25 @@ def human_click_logs(wildcards):
 
 
 def confidnet_input(wildcards):
-    """Only the confidnet acquisition needs the ConfidNet checkpoint."""
+    """Only the confidnet acquisition needs the ConfidNet checkpoint: the head of the network trained
+    on {source} for transfer, else on {dataset}."""
     if wildcards.acquisition != "confidnet":
         return []
-    return f"{MODELS}/confidnet/{wildcards.dataset}/{wildcards.network}.pt"
+    trained_on = wildcards.source if "source" in wildcards.keys() else wildcards.dataset
+    return f"{MODELS}/confidnet/{trained_on}/{wildcards.network}.pt"
+
+
+def patch_tables():
+    """The patch protocol's tables: every (method, acquisition) of evaluation.patches on the main dataset."""
+    return [f"reports/tables/patches/{DATASET}/{n}/{m}_{a}.csv" for n in NETWORKS for m, a in PATCH_RUNS]
+
+
+def transfer_patch_tables():
+    """The same runs on each transfer target with the networks trained on the main dataset (transfer.patches)."""
+    if not TRANSFER_PATCHES:
+        return []
+    return [f"reports/tables/transfer_patches/{DATASET}/{t}/{n}/{m}_{a}.csv"
+            for t in TRANSFER_TARGETS for n in TRANSFER["networks"] for m, a in PATCH_RUNS]
 
 
 def disca_calibration(wildcards):
@@ -216,7 +234,8 @@ def calibration_files():
                    dataset=DATASET, network=NETWORKS, method=calibrated(dict.fromkeys(CLICK_METHODS + PATCH_METHODS + crop_methods())))
     if TRANSFER_TARGETS:
         files += expand("reports/metrics/calibration/{source}/{dataset}/{network}/{method}.json", source=DATASET, dataset=TRANSFER_TARGETS,
-                        network=TRANSFER["networks"], method=calibrated(dict.fromkeys(TRANSFER["methods"] + SEQUENTIAL_METHODS)))
+                        network=TRANSFER["networks"],
+                        method=calibrated(dict.fromkeys(TRANSFER["methods"] + SEQUENTIAL_METHODS + (PATCH_METHODS if TRANSFER_PATCHES else []))))
     return files
 
 

@@ -135,7 +135,39 @@ rule evaluate_all:
     input:
         click_tables(),
         transfer_tables(),
-        expand("reports/tables/patches/{dataset}/{network}/{method}_{acquisition}.csv", dataset=DATASET, network=NETWORKS, method=PATCH_METHODS, acquisition=ACQUISITIONS),
+        patch_tables(),
+        transfer_patch_tables(),
+
+
+rule evaluate_transfer_patches:
+    """DIAL's patch protocol on the validation images of {dataset} with a network trained on {source}
+    (DIAL Figs. 3c-d and 4c-d; transfer.patches)."""
+    output:
+        "reports/tables/transfer_patches/{source}/{dataset}/{network}/{method}_{acquisition}.csv",
+    input:
+        info=f"{PROCESSED}/dataset.json",
+        split=f"{PROCESSED}/split.json",
+        images="reports/tables/evaluation_images/{dataset}.json",
+        source_info="data/processed/{source}/dataset.json",
+        model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
+        confidnet=confidnet_input,
+        calibration=disca_calibration,
+        code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
+        clicks=human_click_logs,
+    params:
+        evaluation=evaluation_params,
+        tiling=config["tiling"],
+        seed=config["seed"],
+    log:
+        "logs/{dataset}/transfer_patches_{source}_{network}_{method}_{acquisition}.log",
+    benchmark:
+        "benchmarks/runs/{dataset}/transfer_patches_{source}_{network}_{method}_{acquisition}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    script:
+        "../scripts/evaluate.py"
 
 
 rule evaluate_transfer:

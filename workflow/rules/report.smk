@@ -19,7 +19,7 @@ rule combine_patches:
     output:
         "reports/tables/patches.csv",
     input:
-        expand("reports/tables/patches/{dataset}/{network}/{method}_{acquisition}.csv", dataset=DATASET, network=NETWORKS, method=PATCH_METHODS, acquisition=ACQUISITIONS),
+        patch_tables(),
     log:
         "logs/combine_patches.log",
     threads: 1
@@ -27,6 +27,36 @@ rule combine_patches:
         mem_mb=1000,
     script:
         "../scripts/combine_tables.py"
+
+
+rule combine_transfer_patches:
+    output:
+        "reports/tables/transfer_patches.csv",
+    input:
+        transfer_patch_tables(),
+    log:
+        "logs/combine_transfer_patches.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/combine_tables.py"
+
+
+rule report_transfer_patches:
+    """DIAL Figs. 3d / 4d: mIoU vs annotated patches on the transfer targets, one line per acquisition."""
+    output:
+        figure="reports/figures/transfer_patches.png",
+    input:
+        patches="reports/tables/transfer_patches.csv",
+        code=code("report"),
+    log:
+        "logs/report_transfer_patches.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/report_patches.py"
 
 
 rule report:
@@ -58,6 +88,7 @@ rule report_all:
         rules.confidnet_all.input,
         ["reports/figures/studies.png", "reports/tables/studies.csv"] if STUDY_ENTRIES else [],
         ["reports/figures/transfer.png", "reports/tables/transfer_summary.csv"] if transfer_tables() else [],
+        "reports/figures/transfer_patches.png" if transfer_patch_tables() else [],
         analysis_reports(),
         "reports/reproduction.md",
 

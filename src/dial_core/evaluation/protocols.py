@@ -16,7 +16,8 @@ from functools import partial
 import numpy as np
 import torch
 
-from dial_core.active.acquisition import confidnet_uncertainty, entropy_map, patch_scores, random_order, uncertainty_order
+from dial_core.active.acquisition import AcquisitionConfig, acquisition as acquisition_member, entropy_map, patch_scores, random_order, uncertainty_order
+from dial_core.active.uncertainty import predict_with_uncertainty
 from dial_core.clicks.agents import AgentContext, needs_uncertainty, next_click
 from dial_core.clicks.types import Click
 from dial_core.data.tiling import tile_windows
@@ -40,6 +41,7 @@ class InteractionConfig:
     overlap: int = 128
     disca_window: int = 512  # side of the grid windows DISCA adapts on (each window holding a click, every click)
     agent_options: Mapping = field(default_factory=dict)  # evaluation.agent_options (see dial_core.clicks.agents)
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig)  # evaluation.acquisition (patch protocol)
 
 
 def _row(step: int, label: np.ndarray, prediction: np.ndarray, class_names: Sequence[str], correct0: int | None, seconds: float, click: Click | None) -> dict:
@@ -180,16 +182,6 @@ def _agent_uncertainty(cfg: InteractionConfig, probs: np.ndarray, acquisition_ma
     return entropy_map(probs[:, r : r + h, c : c + w])
 
 
-def _uncertainty(acquisition: str, probs: np.ndarray, confidence: np.ndarray | None) -> np.ndarray | None:
-    if acquisition == "entropy":
-        return entropy_map(probs)
-    if acquisition == "confidnet":
-        return confidnet_uncertainty(confidence)
-    if acquisition == "random":
-        return None
-    raise ValueError(f"unknown acquisition {acquisition!r}")
-
-
 def _repredict_patch(model: Segmenter, scene: _Scene, clicks: list[Click], patch: tuple[int, int, int, int], prediction: np.ndarray, cfg: InteractionConfig) -> None:
     """AC on one patch: predict the inference window centred on it (context, as in whole-image
     inference) with the clicks inside that window, and replace the prediction on the patch only."""
@@ -222,18 +214,22 @@ def patch_protocol(
     other adapting methods) adapt on the patch, then recompute the whole prediction and uncertainty
     and re-rank the patches left.
     """
-    if acquisition == "confidnet" and confidnet is None:
+    if acquisition_member(acquisition).needs == "confidnet" and confidnet is None:
         raise ValueError("the confidnet acquisition needs a trained ConfidNet")
     arm = interactive_method(cfg.method)
     if arm.adapts:
         model = copy.deepcopy(model)
-    use_conf = confidnet if acquisition == "confidnet" else None
+    agent_rng, mc_rng = rng.spawn(2)  # the user's and the MC masks' own streams: rng's draws (order, DISCA) stay as they were
+
+    def predict(channels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        return predict_with_uncertainty(model, image, channels, acquisition, cfg.window, cfg.overlap, cfg.acquisition,
+                                        confidnet, seed=int(mc_rng.integers(2**31)))
+
     start = time.perf_counter()
-    probs0, confidence = predict_probs(model, image, None, cfg.window, cfg.overlap, use_conf)
+    probs0, uncertainty = predict(None)
     prediction = probs0.argmax(0)
     scene = _Scene(image, label, prediction.copy())
     windows = tile_windows(*label.shape, patch_size, 0)
-    uncertainty = _uncertainty(acquisition, probs0, confidence)
     order = random_order(len(windows), rng) if uncertainty is None else uncertainty_order(patch_scores(uncertainty, windows))
     rows = [_row(0, label, prediction, class_names, None, time.perf_counter() - start, None)]
     rows[0]["patch"] = -1
@@ -241,7 +237,6 @@ def patch_protocol(
     clicks: list[Click] = []
     visited: set[int] = set()
     budget = len(windows) if max_patches is None else min(max_patches, len(windows))
-    agent_rng = rng.spawn(1)[0]  # the user's own stream: rng's draws (order, DISCA) stay as they were
     for step in range(1, budget + 1):
         start = time.perf_counter()
         index = order.pop(0)
@@ -261,9 +256,8 @@ def patch_protocol(
                 at = replace(cfg, disca=cfg.disca.at(len(clicks) - 1))  # DIAL's patch loop: lr / (i + 1)
                 _adapt(model, scene, clicks, probs0, [windows[index]], at, rng)  # DIAL Fig. 4: the annotated patch
                 channels = scene.channels(model, clicks) if arm.channels else None
-                probs, confidence = predict_probs(model, image, channels, cfg.window, cfg.overlap, use_conf)
+                probs, uncertainty = predict(channels)
                 prediction = probs.argmax(0)
-                uncertainty = _uncertainty(acquisition, probs, confidence)
                 if uncertainty is not None:
                     order = uncertainty_order(patch_scores(uncertainty, windows), frozenset(visited))
         row = _row(step, label, prediction, class_names, correct0, time.perf_counter() - start, click)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from dial_core.data import synthetic_adapter
-from dial_core.data.adapters import airs, dubai, folder, inria, potsdam
+from dial_core.data.adapters import airs, cityscapes, dubai, folder, inria, potsdam
 from dial_core.data.canonical import DatasetInfo, RasterSource
 from dial_core.errors import ConfigError
 
@@ -29,6 +29,7 @@ ADAPTERS: dict[str, Callable[[dict, str], Prepared]] = {
     "potsdam": potsdam.prepare,
     "dubai": dubai.prepare,
     "folder": folder.prepare,
+    "cityscapes": cityscapes.prepare,
 }
 
 # Options naming raw files or folders; "path" defaults to data/raw/<dataset> in the workflow.
@@ -39,6 +40,7 @@ SOURCE_OPTIONS: dict[str, tuple[str, ...]] = {
     "potsdam": ("path",),
     "dubai": ("path",),
     "folder": folder.SOURCE_OPTIONS,
+    "cityscapes": ("path",),
 }
 
 # Written by the downloader or by people, never read as data: partial downloads and their notes.
