@@ -276,3 +276,20 @@ def test_fig_5_lists_every_arm_with_its_gain(clicks):
     assert {(r["method"], r["metric"], r["setting"]) for r in rows} <= keys
     gains = {r["method"]: r["value"] for r in rows}
     assert len(set(gains.values())) == 1  # the same curves under six names: the same gain
+
+
+def test_dial_fig_3_and_4_sign_the_acquisition_orderings():
+    """ODIN against the others (AC) and the uncertainty orders against random (DISCA), at our last patch."""
+    frame = pd.concat([
+        curves("linknet", method, {"i1": values}, acquisition).assign(protocol="patches")
+        for method, acquisition, values in [
+            ("ac", "entropy", [0.70, 0.72, 0.74]), ("ac", "odin", [0.70, 0.70, 0.71]), ("ac", "random", [0.70, 0.70, 0.705]),
+            ("disca", "entropy", [0.70, 0.71, 0.73]), ("disca", "random", [0.70, 0.71, 0.72])]
+    ], ignore_index=True)
+    fig3 = {(r["metric"], r["setting"]): r for r in REGISTRY["DIAL Fig. 3"].ours({"patches": frame}, "linknet")}
+    assert fig3[("miou_gain_minus_odin", "patches=50; acquisition=entropy")]["value"] == pytest.approx(3.0)
+    assert fig3[("miou_gain_minus_random", "patches=50; acquisition=odin")]["value"] == pytest.approx(0.5)
+    assert fig3[("miou_gain_minus_odin", "patches=50; acquisition=entropy")]["ours_at"] == "patches=2"
+    assert ("miou_gain_minus_odin", "patches=50; acquisition=confidnet") not in fig3  # not run: no row
+    fig4 = REGISTRY["DIAL Fig. 4"].ours({"patches": frame}, "linknet")
+    assert [(r["setting"], round(r["value"], 6)) for r in fig4] == [("patches=50; acquisition=entropy", 1.0)]

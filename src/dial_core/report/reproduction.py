@@ -22,7 +22,8 @@ Not transcribed (no number in the text, or outside what the workflow runs today)
   and §4.2's "average improvement of 2.5 %" (both derivable from Table 1).
 - DIAL Table I's text gains (2.2 % / 2.5 %) and Table IV's text averages (1.3/1.7 % vs 1.1/1.5 %):
   derivable from the tables. Figs. 3–4 (patch curves per acquisition): the text's "around 20 %,
-  5 %, 10 %, 4 %" and "up to 5 % vs 4 %" give no patch count to read them at. Fig. 8's curves,
+  5 %, 10 %, 4 %" and "up to 5 % vs 4 %" give no patch count to read them at; their stated
+  orderings (ODIN worst, uncertainty above random) are transcribed as signs. Fig. 8's curves,
   Fig. 9's bins (the text's direction only), Fig. 13 (examples) — plots only.
 - The RITM satellite report (NoC) and Area Disagreement papers: not in the workflow yet.
 """
@@ -43,6 +44,7 @@ METRICS = {
     "miou", "miou_gain", "miou_mean", "miou_std", "miou_gain_mean", "miou_gain_std",
     "miou_gain_fb_minus_no_fb", "classes_improved_by_fb", "corrected_pixels_per_click",
     "seconds", "seconds_ratio_to_ac", "seconds_ratio_to_entropy", "miou_minus_control",
+    "miou_gain_minus_odin", "miou_gain_minus_random",
     "miou_gain_independent_minus_dependent", "iou_gain_dependent_minus_independent",
     "initial_miou_sequential_minus_reinitialised", "miou_sequential_minus_reinitialised",
 }
@@ -251,6 +253,32 @@ def dial_table_i(t: Tables, network: str) -> list[dict]:
     return _patch_rows(t["patches"], network, 50)
 
 
+def _acquisition_gains(patches: pd.DataFrame | None, network: str, method: str, budget: int) -> tuple[dict[str, float], str]:
+    """Mean mIoU gain (points) after ``budget`` patches (our last patch below it) per acquisition."""
+    curves = _subset(patches, model=network, method=method) if patches is not None else pd.DataFrame()
+    if curves.empty:
+        return {}, ""
+    k = _step(curves, budget)
+    return {a: 100 * _gain(c, k).mean() for a, c in curves.groupby("acquisition")}, _at("patches", budget, k)
+
+
+def _versus(gains: Mapping[str, float], at: str, method: str, pairs: Sequence[tuple[str, str]]) -> list[dict]:
+    return [_row(method, f"miou_gain_minus_{other}", f"patches=50; acquisition={a}", gains[a] - gains[other], at)
+            for a, other in pairs if a in gains and other in gains]
+
+
+def dial_fig_3(t: Tables, network: str) -> list[dict]:
+    """AC along each acquisition's order: ODIN worst (barely above random), entropy and ConfidNet best."""
+    gains, at = _acquisition_gains(t["patches"], network, "ac", 50)
+    return _versus(gains, at, "ac", [("entropy", "odin"), ("confidnet", "odin"), ("mc_dropout", "odin"), ("odin", "random")])
+
+
+def dial_fig_4(t: Tables, network: str) -> list[dict]:
+    """DISCA re-ranking after each patch: the uncertainty orders above the random one."""
+    gains, at = _acquisition_gains(t["patches"], network, "disca", 50)
+    return _versus(gains, at, "disca", [("entropy", "random"), ("confidnet", "random")])
+
+
 def dial_table_ii(t: Tables, network: str) -> list[dict]:
     clicks = _subset(t["clicks"], model=network)
     rows, per_click = [], {}
@@ -431,6 +459,8 @@ REGISTRY: dict[str, Item] = {
     "DISCA Fig. 3": Item("Domain adaptation AIRS → ISPRS: gain after 10 clicks", ("transfer",), "config/airs_to_potsdam.yaml", disca_fig_3),
     "DIAL Fig. 5": Item("Ablation: AC, WTP, AC+WTP, WTP+reg, DISCA (λ 1, 10), FESTA, ALCD: gain after 10 clicks", ("clicks",), "config/analyses.yaml", dial_fig_5),
     "DIAL Table I": Item("mIoU after 50 annotated patches (random / entropy order)", ("patches",), "config/paper.yaml", dial_table_i),
+    "DIAL Fig. 3": Item("AC along each acquisition's patch order", ("patches",), "config/active.yaml", dial_fig_3),
+    "DIAL Fig. 4": Item("DISCA along each acquisition's patch order (re-ranked after each patch)", ("patches",), "config/active.yaml", dial_fig_4),
     "DIAL Table II": Item("Time per annotation: AC vs DISCA", ("clicks",), "config/paper.yaml", dial_table_ii),
     "DIAL Table III": Item("Time of prediction with uncertainty", ("patches",), "config/paper.yaml", dial_table_iii),
     "DIAL Table IV": Item("mIoU with 10 annotations: patches vs whole image", ("clicks", "patches"), "config/analyses.yaml", dial_table_iv),
