@@ -13,6 +13,7 @@ import dial_core.models  # noqa: F401  (torchvision compatibility before smp)
 import segmentation_models_pytorch as smp
 from dial_core.clicks.encoding import ClickEncoder
 from dial_core.errors import ConfigError
+from dial_core.models.reduced_unet import ReducedUNet
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "linknet": smp.Linknet,
@@ -24,6 +25,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "deeplabv3plus": smp.DeepLabV3Plus,
     "manet": smp.MAnet,
     "pan": smp.PAN,
+    "reduced_unet": ReducedUNet,  # Area Disagreement's from-scratch U-Net; the encoder name is ignored
 }
 # Every smp model divides the input by 2**5 at most; LinkNet needs it exactly.
 SIZE_MULTIPLE = 32
