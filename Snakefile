@@ -23,6 +23,7 @@ include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/confidnet.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analyses.smk"
+include: "workflow/rules/pool.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from dial_core.active.acquisition import patch_runs
 from dial_core.interactive.methods import METHODS, adapting
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,8 +173,13 @@ def test_paper_preset_dry_run_lists_the_whole_study_grid(tmp_path: Path) -> None
     assert params["evaluation"]["disca"]["lr"] == "calibrated" and "disca" in params["evaluation"]["patches"]["methods"]
     assert counts["calibrate_disca"] == main * len(adapting(params["evaluation"]["clicks"]["methods"]))  # per arm
     assert set(params["evaluation"]["clicks"]["methods"]) == set(METHODS)  # DIAL Fig. 5's arms
-    assert counts["evaluate_patches"] == main * len(params["evaluation"]["patches"]["methods"]) * len(params["evaluation"]["patches"]["acquisitions"])
+    runs = patch_runs(params["evaluation"]["patches"]["methods"], params["evaluation"]["patches"]["acquisitions"])
+    assert counts["evaluate_patches"] == main * len(runs) == main * (9 + 5)  # DIAL: AC every acquisition, DISCA five
     assert "reports/tables/patches/potsdam/linknet/disca_entropy.csv" in result.stdout + result.stderr
+    assert "reports/tables/patches/potsdam/linknet/disca_area_disagreement.csv" in result.stdout + result.stderr
+    # Area Disagreement's pool loop: every strategy x 10 seeds, the full-pool reference, its report
+    assert counts["pool_loop"] == len(params["active_learning"]["strategies"]) * 10 and counts["pool_full"] == 1
+    assert counts["report_pool"] == 1
     assert "reports/metrics/calibration/potsdam/potsdam/linknet/disca.json" in result.stdout + result.stderr
     # the analyses: ALCD pre-trained once, one crop table per App. B user, one user-study table per variant
     assert counts["pretrain_alcd"] == 1 and counts["report_crops"] == 1 and counts["report_users"] == 1
@@ -192,6 +198,28 @@ def test_paper_preset_with_transfer_plans_sequential_learning_and_the_control(tm
     assert "data/models/pretrain/potsdam_buildings/linknet.pt" in output  # the control, trained on the target
     assert "reports/tables/clicks/potsdam_buildings/linknet/ac.csv" in output
     assert "reports/figures/sequential.png" in output and "reports/figures/transfer_control.png" in output
+
+
+def test_active_overlay_plans_the_patch_study_and_the_pool_loop(tmp_path: Path) -> None:
+    """config/active.yaml: every acquisition for AC, DISCA's five, own domain and transfer; the pool loop."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    result = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"), str(ROOT / "config" / "active.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    counts = {p[0]: int(p[1]) for p in (line.split() for line in output.splitlines()) if len(p) == 2 and p[1].isdigit()}
+    assert counts["evaluate_patches"] == counts["evaluate_transfer_patches"] == 14
+    assert counts["pool_loop"] == 12 and counts["pool_full"] == 1 and counts["report_pool"] == 1
+    assert "reports/tables/transfer_patches/synthetic/synthetic_b/linknet/disca_mc_dropout.csv" in output
+    assert "reports/tables/pool/synthetic/area_disagreement_1.csv" in output
+    assert "reports/figures/pool_learning_curves.png" in output and "reports/figures/transfer_patches.png" in output
+
+
+def test_pool_strategy_confidnet_is_refused_before_any_job(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump({"active_learning": {"enabled": True, "strategies": ["confidnet"]}}))
+    result = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"), str(tmp_path / "overlay.yaml"))
+    assert result.returncode != 0
+    assert "active_learning.strategies: confidnet" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_forest_method_outside_the_click_protocol_is_refused(tmp_path: Path) -> None:

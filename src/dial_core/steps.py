@@ -22,7 +22,7 @@ from dial_core.clicks.sampling import balancing_weights
 from dial_core.clicks.types import Click
 from dial_core.data.canonical import DatasetInfo, class_shares, raster_georef, raster_shape, read_image, read_label
 from dial_core.data.splits import nested_subset
-from dial_core.data.tiling import fit_tiling, fit_window
+from dial_core.data.tiling import fit_tiling, fit_window, tile_windows
 from dial_core.errors import ConfigError, DataError
 from dial_core.evaluation.alcd_protocol import alcd_click_protocol
 from dial_core.evaluation.metrics import confusion_matrix, iou_per_class
@@ -466,3 +466,145 @@ def evaluate_clicks_alcd(root: Path, info: DatasetInfo, val_ids: list[str], X: n
     if train_dataset is not None:
         table.insert(2, "train_dataset", train_dataset)
     return table
+
+
+# --- Area Disagreement's pool-based active learning ------------------------------------------------
+
+def pool_samples(root: Path, image_ids: Sequence[str], tile: int | None) -> dict[str, tuple[str, tuple[int, int, int, int]]]:
+    """The pool's samples: whole images (``tile`` None, AD's Cityscapes frames), or the ``tile``²
+    windows of each image (non-overlapping, the last flush with the border), named ``<id>@<row>_<col>``
+    (remote-sensing scenes of 6000² px are not one sample each)."""
+    samples = {}
+    for image_id in image_ids:
+        shape = raster_shape(root, image_id)
+        windows = [(0, 0, *shape)] if tile is None else tile_windows(*shape, min(tile, max(shape)), 0)
+        for r, c, h, w in windows:
+            samples[image_id if tile is None else f"{image_id}@{r}_{c}"] = (image_id, (r, c, h, w))
+    return samples
+
+
+def _window_source(root: Path, samples: Sequence[tuple[str, tuple[int, int, int, int]]]):
+    """A training CropSource over pool samples (image windows), read window by window."""
+    from rasterio.windows import Window
+
+    from dial_core.training.crops import CropSource
+
+    def read(i: int, r: int, c: int, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        image_id, (r0, c0, _, _) = samples[i]
+        window = Window(c0 + c, r0 + r, w, h)
+        return read_image(root, image_id, window), read_label(root, image_id, window)
+
+    return CropSource([(h, w) for _, (_, _, h, w) in samples], read)
+
+
+def _read_sample(root: Path, sample: tuple[str, tuple[int, int, int, int]], label: bool = False) -> np.ndarray:
+    from rasterio.windows import Window
+
+    image_id, (r, c, h, w) = sample
+    return (read_label if label else read_image)(root, image_id, Window(c, r, w, h))
+
+
+def _pool_setup(root: Path, info: DatasetInfo, split: dict, params: dict, tiling: dict, seed: int):
+    """The loop's settings, pool samples (of the training + calibration images) and test set (the validation images)."""
+    from dial_core.active.acquisition import AcquisitionConfig
+    from dial_core.active.pool import PoolConfig
+    from dial_core.training.pool_training import PoolTrainConfig
+
+    samples = pool_samples(root, list(split["train"]) + list(split.get("calibration", [])), params.get("tile"))
+    test = list(split["val"])
+    cfg = PoolConfig(params["initial_fraction"], params["validation_fraction"], params["batch_size"], params["stop_fraction"], seed)
+    train_cfg = PoolTrainConfig(**params["training"])
+    spec = NetworkSpec(n_classes=len(info.class_names), annotation="single", **params["network"])  # one zero channel
+    acq = AcquisitionConfig.from_params({"mc_dropout": params.get("mc_dropout"), "odin": params.get("odin"),
+                                         "area_disagreement": params.get("area_disagreement")})
+    window, overlap = inference_tiling(root, test, tiling)
+    return samples, test, cfg, train_cfg, spec, acq, window, overlap
+
+
+def run_pool_strategy(root: Path, info: DatasetInfo, split: dict, strategy: str, seed: int, params: dict, tiling: dict,
+                      device: torch.device, previous: Sequence[dict] = (), on_iteration=None) -> pd.DataFrame:
+    """Area Disagreement's loop for one strategy and seed (AD §IV): the pool = the split's training
+    images, the test set = its validation images; each iteration trains ``params.network`` from
+    scratch, tests it, scores the unlabelled images by the mean of the strategy's pixel map and adds
+    the top ``batch_size``. ``previous``: finished rows of the same run (resume)."""
+    import zlib
+
+    from dial_core.active.diversity import batch_diversity
+    from dial_core.active.pool import ids_to_cell, run_pool_loop
+    from dial_core.active.uncertainty import predict_with_uncertainty
+    from dial_core.training.pool_training import train_pool_model
+
+    from dial_core.active.pool import pool_strategies
+
+    pool_strategies({"strategies": [strategy]})
+    samples, test, cfg, train_cfg, spec, acq, window, overlap = _pool_setup(root, info, split, params, tiling, seed)
+
+    def train(train_ids, val_ids, iteration_seed):
+        model, history = train_pool_model(spec, _window_source(root, [samples[i] for i in train_ids]),
+                                          _window_source(root, [samples[i] for i in val_ids]), train_cfg, iteration_seed, device)
+        log.info("trained on %d images (val %d): best epoch %d, stopped at %d", len(train_ids), len(val_ids),
+                 history.best_epoch, history.stopped_epoch)
+        return model.eval()
+
+    def evaluate(model, ids):
+        return validation_scores(model, _samples(root, ids), info.class_names, window, overlap)
+
+    def score(model, ids):
+        return {i: float(predict_with_uncertainty(model, _read_sample(root, samples[i]), None, strategy, window, overlap, acq,
+                                                  seed=zlib.crc32(f"{seed}:{i}".encode()))[1].mean()) for i in ids}
+
+    def describe(ids):
+        return batch_diversity(_read_sample(root, samples[i], label=True) for i in ids)
+
+    def tidy(row: dict) -> dict:
+        return {"dataset": info.name, "strategy": strategy, "model": spec.arch,
+                **{k: ids_to_cell(v) if isinstance(v, list) else v for k, v in row.items()}}
+
+    def saved(row, model):
+        if on_iteration is not None:
+            on_iteration(tidy(row))
+
+    rows = run_pool_loop(list(samples), test, cfg, None if strategy == "random" else score, train, evaluate,
+                         max_iterations=params.get("max_iterations"), previous=previous, on_iteration=saved,
+                         describe_selection=describe)
+    return pd.DataFrame([tidy(r) for r in rows])
+
+
+def train_full_pool(root: Path, info: DatasetInfo, split: dict, seed: int, params: dict, tiling: dict, device: torch.device) -> dict:
+    """The 100 % reference of AD Table I: the same network and training on the whole pool (20 % of
+    it held out for early stopping, as every iteration does), tested on the same images."""
+    from dial_core.active.pool import derived_rng, split_labelled
+    from dial_core.training.pool_training import train_pool_model
+
+    samples, test, cfg, train_cfg, spec, _, window, overlap = _pool_setup(root, info, split, params, tiling, seed)
+    train_ids, val_ids = split_labelled(list(samples), cfg, derived_rng(seed, 0, "full"))
+    model, history = train_pool_model(spec, _window_source(root, [samples[i] for i in train_ids]),
+                                      _window_source(root, [samples[i] for i in val_ids]), train_cfg, seed, device)
+    scores = validation_scores(model.eval(), _samples(root, test), info.class_names, window, overlap)
+    return {"dataset": info.name, "model": spec.arch, "seed": seed, "pool_size": len(samples), "n_train": len(train_ids),
+            "n_val": len(val_ids), **scores, "history": history.to_dict()}
+
+
+def pool_progress(path: Path, fingerprint: dict) -> list[dict]:
+    """The finished iterations a killed pool job left in ``path`` (a CSV beside ``path``.json holding
+    the settings it ran with); none when those settings differ or the file cannot be read."""
+    meta = path.with_suffix(".json")
+    if not path.exists() or not meta.exists():
+        return []
+    try:
+        same = json.loads(meta.read_text()) == json.loads(json.dumps(fingerprint))
+        rows = pd.read_csv(path, keep_default_na=False, dtype={"added": str, "selected": str}).to_dict(orient="records") if same else []
+    except (ValueError, OSError) as err:
+        log.info("pool progress %s unreadable (%s): starting over", path, err)
+        return []
+    if not same:
+        log.info("pool progress %s was made with other settings: starting over", path)
+    return rows
+
+
+def save_pool_progress(path: Path, fingerprint: dict, rows: Sequence[dict]) -> None:
+    from dial_core.atomic import write_csv, write_json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path.with_suffix(".json"), fingerprint)
+    write_csv(path, pd.DataFrame(list(rows)))

@@ -13,6 +13,7 @@ from dial_core.clicks.click_log import click_log_files, click_log_folder
 from dial_core.config import command_line_layers, load_schema, validate_params
 from dial_core.data.adapters import SOURCE_OPTIONS, source_files
 from dial_core.interactive.methods import METHODS, adaptation_settings, adapting, of_family
+from dial_core.active.pool import pool_strategies
 from dial_core.studies import expand_networks
 
 with exit_on_config_error():  # each violation names the file that set its key: params.yaml, an overlay, --config

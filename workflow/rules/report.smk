@@ -90,6 +90,7 @@ rule report_all:
         ["reports/figures/transfer.png", "reports/tables/transfer_summary.csv"] if transfer_tables() else [],
         "reports/figures/transfer_patches.png" if transfer_patch_tables() else [],
         analysis_reports(),
+        pool_reports(),
         "reports/reproduction.md",
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from dial_core.active.acquisition import acquisition
 from dial_core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ PARAMS_KEY = "active_learning"
 ROW_KEYS = ("seed", "iteration", "pool_size", "labelled", "labelled_fraction", "n_train", "n_val", "added", "selected")
 
 # Purposes of the derived random streams.
-_STREAMS = {"initial": 0, "split": 1, "select": 2, "train": 3}
+_STREAMS = {"initial": 0, "split": 1, "select": 2, "train": 3, "full": 4}  # full: the full-pool reference's hold-out
 
 ScoreFn = Callable[[Any, list[str]], Mapping[str, float]]
 TrainFn = Callable[[list[str], list[str], int], Any]
@@ -337,3 +338,14 @@ def run_pool_loop(
         iteration += 1
         state.add(selected, iteration)
     return rows
+
+
+def pool_strategies(params: dict) -> list[str]:
+    """``active_learning.strategies``, checked: acquisitions of the registry the loop can score with
+    the network it trains (ConfidNet would need a head trained at every iteration)."""
+    strategies = list(params["strategies"])
+    for name in strategies:
+        if acquisition(name).needs == "confidnet":
+            raise ConfigError("active_learning.strategies: confidnet needs a ConfidNet head trained at every iteration, "
+                              "which the pool loop does not train; use entropy, margin, mc_dropout, bald, area_disagreement, odin or random")
+    return strategies
