@@ -79,7 +79,7 @@ def test_paper_numbers_load_with_their_columns_and_unique_keys():
     assert set(paper["metric"]) <= METRICS
     assert set(paper["qualifier"]) <= QUALIFIERS
     assert (paper["source"].str.len() > 0).all()
-    assert {"DISIR", "DISCA", "DIAL"} == set(paper["paper"])
+    assert {"DISIR", "DISCA", "DIAL", "Area Disagreement"} == set(paper["paper"])
     for setting in paper["setting"]:  # key=value pairs, or a plain unit text (Table II)
         assert parse_setting(setting) or "per" in setting
 
@@ -293,3 +293,27 @@ def test_dial_fig_3_and_4_sign_the_acquisition_orderings():
     assert ("miou_gain_minus_odin", "patches=50; acquisition=confidnet") not in fig3  # not run: no row
     fig4 = REGISTRY["DIAL Fig. 4"].ours({"patches": frame}, "linknet")
     assert [(r["setting"], round(r["value"], 6)) for r in fig4] == [("patches=50; acquisition=entropy", 1.0)]
+
+
+def test_area_disagreement_items_from_pool_rows():
+    """AD Fig. 3 (lead at the last iteration, share of full training), Table I (share of the pool to
+    reach 95 % of full training) and Fig. 4 (diversity ratios) on hand-made pool rows."""
+    rows = []
+    for strategy, mious, objects in [("area_disagreement", [0.50, 0.60, 0.66], 6.0), ("random", [0.50, 0.55, 0.60], 4.0),
+                                     ("entropy", [0.50, 0.56, 0.58], 5.0)]:
+        for seed in (0, 1):
+            for it, miou in enumerate(mious):
+                rows.append({"dataset": "synthetic", "strategy": strategy, "seed": seed, "iteration": it, "miou": miou,
+                             "labelled_fraction": 0.1 + 0.2 * it, "objects_per_image": objects, "classes_per_image": objects / 2,
+                             "iou_a": miou})
+    tables = {"pool": pd.DataFrame(rows), "pool_full": pd.DataFrame([{"dataset": "synthetic", "miou": 0.68}])}
+    fig3 = {(r["method"], r["metric"]): r for r in REGISTRY["Area Disagreement Fig. 3"].ours(tables, "reduced_unet")}
+    assert fig3[("area_disagreement", "miou")]["value"] == pytest.approx(66) and fig3[("area_disagreement", "miou")]["ours_at"] == "iterations=2"
+    assert fig3[("area_disagreement", "miou_minus_random")]["value"] == pytest.approx(6)
+    assert fig3[("area_disagreement", "miou_share_of_full_pool")]["value"] == pytest.approx(100 * 0.66 / 0.68)
+    table = {(r["method"], r["setting"]): r for r in REGISTRY["Area Disagreement Table I"].ours(tables, "reduced_unet")}
+    assert table[("area_disagreement", "threshold=0.95")]["value"] == pytest.approx(50)  # 0.66 >= 0.646 at iteration 2
+    assert table[("random", "threshold=0.95")]["ours_at"] == "not reached by 50 %"
+    fig4 = {r["metric"]: r["value"] for r in REGISTRY["Area Disagreement Fig. 4"].ours(tables, "reduced_unet")}
+    assert fig4 == pytest.approx({"classes_per_image": 3.0, "objects_per_image_ratio_to_random": 1.5,
+                                  "objects_per_image_ratio_to_entropy": 1.2, "classes_per_image_minus_random": 1.0})

@@ -99,9 +99,10 @@ rule report_pool:
         diversity="reports/figures/pool_diversity.png",
         thresholds="reports/tables/pool_thresholds.csv",
         curves="reports/tables/pool_curves.csv",
+        full="reports/tables/pool_full.csv",
     input:
         rows="reports/tables/pool.csv",
-        full=pool_full_runs(),
+        full_runs=pool_full_runs(),
         code=code("report"),
     params:
         thresholds=ACTIVE.get("thresholds"),

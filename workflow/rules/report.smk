@@ -166,6 +166,9 @@ def reproduction_inputs(wildcards):
                           ("crops", crop_tables())):
         if tables:
             inputs[name] = f"reports/tables/{name}.csv"
+    if pool_tables():
+        inputs["pool"] = "reports/tables/pool.csv"
+        inputs["pool_full"] = "reports/tables/pool_full.csv"
     inputs["calibrations"] = calibration_files()
     return inputs
 

@@ -11,7 +11,9 @@ from dial_core.report import pool
 def main() -> None:
     sm = snakemake  # noqa: F821 (injected by Snakemake)
     rows = pd.read_csv(sm.input.rows)
-    full = pool.full_pool_reference(pd.DataFrame([json.loads(open(p).read()) for p in sm.input.full]))
+    runs = pd.json_normalize([json.loads(open(p).read()) for p in sm.input.full_runs], sep="_")
+    write_csv(sm.output.full, runs)
+    full = pool.full_pool_reference(runs)
     curves = pool.learning_curves(rows)
     write_csv(sm.output.curves, curves)
     write_csv(sm.output.thresholds, pool.threshold_table_wide(pool.threshold_table(curves, full, sm.params.thresholds)))

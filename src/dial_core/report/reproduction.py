@@ -25,7 +25,8 @@ Not transcribed (no number in the text, or outside what the workflow runs today)
   5 %, 10 %, 4 %" and "up to 5 % vs 4 %" give no patch count to read them at; their stated
   orderings (ODIN worst, uncertainty above random) are transcribed as signs. Fig. 8's curves,
   Fig. 9's bins (the text's direction only), Fig. 13 (examples) — plots only.
-- The RITM satellite report (NoC) and Area Disagreement papers: not in the workflow yet.
+- The RITM satellite report (NoC): not in the workflow yet. Area Disagreement Table I's 0.6 / 0.625
+  rows (absolute IoU on Cityscapes; its 0.65 / 0.67 rows are kept as 95 % / 97.5 % of full training).
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ METRICS = {
     "miou_gain_fb_minus_no_fb", "classes_improved_by_fb", "corrected_pixels_per_click",
     "seconds", "seconds_ratio_to_ac", "seconds_ratio_to_entropy", "miou_minus_control",
     "miou_gain_minus_odin", "miou_gain_minus_random",
+    "miou_minus_random", "miou_minus_entropy", "miou_minus_margin", "miou_share_of_full_pool", "pool_share_to_reach",
+    "objects_per_image_ratio_to_random", "objects_per_image_ratio_to_entropy", "classes_per_image", "classes_per_image_minus_random",
     "miou_gain_independent_minus_dependent", "iou_gain_dependent_minus_independent",
     "initial_miou_sequential_minus_reinitialised", "miou_sequential_minus_reinitialised",
 }
 QUALIFIERS = {"=", "≈", ">", "<"}
-TABLES = ("clicks", "patches", "transfer", "studies", "sequential", "control", "users", "crops")
+TABLES = ("clicks", "patches", "transfer", "studies", "sequential", "control", "users", "crops", "pool", "pool_full")
 # our dataset names that are one of the papers' datasets; others are matched by their classes
 PAPER_DATASET = {"potsdam": "ISPRS Potsdam", "isprs": "ISPRS Potsdam", "inria": "INRIA", "airs": "AIRS"}
 
@@ -311,6 +314,73 @@ def dial_table_iv(t: Tables, network: str) -> list[dict]:
     return _patch_rows(t["patches"], network, 10) + whole
 
 
+# --- Area Disagreement (Fetean & Itu): the pool-based loop -------------------------------------------
+
+def _pool_curves(t: Tables) -> pd.DataFrame:
+    """Mean test mIoU per strategy and iteration over the seeds, with the labelled share (empty without a pool table)."""
+    rows = t.get("pool")
+    if rows is None or rows.empty:
+        return pd.DataFrame(columns=["strategy", "iteration", "miou", "share"])
+    return rows.groupby(["strategy", "iteration"], as_index=False).agg(miou=("miou", "mean"), share=("labelled_fraction", "mean"))
+
+
+def ad_fig_3(t: Tables, network: str) -> list[dict]:
+    """Test mIoU after 26 iterations (ours: our last), AD's lead over the baselines, its share of full training."""
+    curves = _pool_curves(t)
+    if curves.empty:
+        return []
+    k = int(min(26, curves["iteration"].max()))
+    at = curves[curves["iteration"] == k].set_index("strategy")["miou"] * 100
+    where = _at("iterations", 26, k)
+    rows = [_row(s, "miou", "iterations=26", v, where) for s, v in at.items()]
+    if "area_disagreement" in at:
+        rows += [_row("area_disagreement", f"miou_minus_{other}", "iterations=26", at["area_disagreement"] - at[other], where)
+                 for other in ("random", "entropy", "margin") if other in at]
+        full = t.get("pool_full")
+        if full is not None and not full.empty:
+            rows.append(_row("area_disagreement", "miou_share_of_full_pool", "iterations=26",
+                             100 * at["area_disagreement"] / (100 * full["miou"].mean()), where))
+    return rows
+
+
+def ad_table_i(t: Tables, network: str) -> list[dict]:
+    """The labelled share of the pool (%) at the first iteration whose mean mIoU reaches 95 % / 97.5 %
+    of full-pool training; > our stop share when never reached."""
+    full = t.get("pool_full")
+    if full is None or full.empty or _pool_curves(t).empty:
+        return []
+    curves, reference = _pool_curves(t), full["miou"].mean()
+    rows = []
+    for threshold in (0.95, 0.975):
+        for strategy, line in curves.groupby("strategy"):
+            hit = line[line["miou"] >= threshold * reference].sort_values("iteration")
+            share = 100 * (hit["share"].iloc[0] if not hit.empty else line["share"].max())
+            rows.append(_row(strategy, "pool_share_to_reach", f"threshold={threshold}", share,
+                             "" if not hit.empty else f"not reached by {share:.0f} %"))
+    return rows
+
+
+def ad_fig_4(t: Tables, network: str) -> list[dict]:
+    """Diversity of the selected batches over the first 6 iterations: objects and classes per image."""
+    rows = t.get("pool")
+    if rows is None or rows.empty:
+        return []
+    first = rows[(rows["iteration"] < 6) & rows["objects_per_image"].notna()]
+    means = first.groupby("strategy")[["objects_per_image", "classes_per_image"]].mean()
+    out = []
+    if "area_disagreement" in means.index:
+        ad = means.loc["area_disagreement"]
+        out.append(_row("area_disagreement", "classes_per_image", "iterations=1-6", ad["classes_per_image"]))
+        for other in ("random", "entropy"):
+            if other in means.index:
+                out.append(_row("area_disagreement", f"objects_per_image_ratio_to_{other}", "iterations=1-6",
+                                ad["objects_per_image"] / means.loc[other, "objects_per_image"]))
+        if "random" in means.index:
+            out.append(_row("area_disagreement", "classes_per_image_minus_random", "iterations=1-6",
+                            ad["classes_per_image"] - means.loc["random", "classes_per_image"]))
+    return out
+
+
 # DIAL Table V's encodings → the study entry that trained them (binary: DIAL's 1.5 px disks variant)
 ENCODING_ENTRIES = {"binary": ("variant", "binary_disk"), "dt": ("encoding", "dt"), "cpm": ("encoding", "cpm"),
                     "cgt": ("encoding", "cgt"), "gf": ("encoding", "gf")}
@@ -471,6 +541,11 @@ REGISTRY: dict[str, Item] = {
                         ("sequential", "transfer"), "config/analyses.yaml", dial_fig_8),
     "DIAL Fig. 9": Item("One annotation per crop: DISCA − AC by mistake size and initial accuracy", ("crops",), "config/analyses.yaml", dial_fig_9),
     "DIAL Fig. 11": Item("App. B: one annotation per crop inside the mistakes (max, random, uncertain)", ("crops",), "config/analyses.yaml", dial_fig_11),
+    "Area Disagreement Fig. 3": Item("Pool-based AL: test mIoU after 26 iterations of 50 images", ("pool", "pool_full"),
+                                     "config/active.yaml", ad_fig_3),
+    "Area Disagreement Table I": Item("Share of the pool labelled to reach 95 % / 97.5 % of full training", ("pool", "pool_full"),
+                                      "config/active.yaml", ad_table_i),
+    "Area Disagreement Fig. 4": Item("Diversity of the selected batches (first 6 iterations)", ("pool",), "config/active.yaml", ad_fig_4),
     "DIAL Fig. 12": Item("App. B: uncertain vs random pixel anywhere", ("crops",), "config/analyses.yaml", dial_fig_12),
 }
 
