@@ -32,7 +32,7 @@ from dial_core.errors import ConfigError
 # --- pixel maps on the device: probs (N, H, W); passes (T, N, H, W) ---------------------------------
 
 def _entropy(probs: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=dim)
+    return torch.special.entr(probs).sum(dim=dim)  # −p·log p in one kernel, 0 at p = 0
 
 
 def entropy_pixels(probs: torch.Tensor) -> torch.Tensor:
