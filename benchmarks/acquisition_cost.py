@@ -124,9 +124,10 @@ def main() -> None:
     for fn in runs.values():  # warm-up on one window
         fn(image[: args.window, : args.window])
     times: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.repeats):
+    for i in range(args.repeats):
         for name, fn in runs.items():
             times[name].append(timed(fn, image)[1])
+        print(f"run {i + 1}/{args.repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     seconds = {k: statistics.median(v) for k, v in times.items()}
 
     # 2. the passes per window, and the bounds they give
