@@ -39,11 +39,11 @@ def tiny_params() -> dict:
     return params
 
 
-def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def run_snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(
         [*SNAKEMAKE, "--directory", str(workdir), *args],
-        capture_output=True, text=True, env=env, timeout=900,
+        capture_output=True, text=True, env=env, timeout=timeout,
     )
 
 
@@ -280,3 +280,4 @@ def test_analyses_overlay_runs_every_arm_and_analysis(demo_run: Path, tmp_path: 
         assert "Not run" not in section and "none of this item's rows" not in section, item
     fig5 = report.split("## DIAL Fig. 5")[1].split("\n## ")[0]
     assert all(f"| {arm} " in fig5 for arm in ("festa", "alcd", "wtp", "disca_l10"))
+
