@@ -313,7 +313,8 @@ def safe_id(text: str) -> str:
     return cleaned or "image"
 
 
-def integer_mask_source(image_id: str, image_path: Path, mask_path: Path, mapping: dict[int, int], what: str) -> RasterSource:
+def integer_mask_source(image_id: str, image_path: Path, mask_path: Path, mapping: dict[int, int], what: str,
+                        hint: str | None = None) -> RasterSource:
     """RGB image + single-band integer mask on the same grid (INRIA 0/255, AIRS 0/1), read in windows."""
     from dial_core.data.labels import values_to_index  # local: labels imports nothing from here
 
@@ -326,6 +327,8 @@ def integer_mask_source(image_id: str, image_path: Path, mask_path: Path, mappin
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
         values = read_bands(mask, window, [1])[0]
-        return read_rgb(image, window, bands=bands), values_to_index(values, mapping, f"{mask_path} ({describe_window(window)})")
+        where = f"{mask_path} ({describe_window(window)})"
+        return read_rgb(image, window, bands=bands), (values_to_index(values, mapping, where) if hint is None
+                                                      else values_to_index(values, mapping, where, hint))
 
     return RasterSource(image_id, image.height, image.width, read, image.transform, image.crs, (image_path, mask_path))

@@ -16,22 +16,8 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-from rasterio.windows import Window
-
-from dial_core.data.adapters._raster import (
-    Sources,
-    check_options,
-    check_same_grid,
-    describe_window,
-    probe,
-    read_bands,
-    read_rgb,
-    rgb_bands,
-    safe_id,
-)
+from dial_core.data.adapters._raster import Sources, check_options, integer_mask_source, safe_id
 from dial_core.data.canonical import DatasetInfo, RasterSource
-from dial_core.data.labels import values_to_index
 from dial_core.errors import ConfigError, DataError
 
 OPTIONS = ("path", "subsets")
@@ -125,19 +111,7 @@ def _pairs(root: Path, subsets: list[str]) -> tuple[list[tuple[str, Path, Path]]
 
 def _source(image_id: str, image_path: Path, label_path: Path) -> RasterSource:
     """RGB image + labelIds mapped to categories, window by window (unknown ids: DataError with counts)."""
-    image = probe(image_path, f"Cityscapes image {image_id}")
-    label = probe(label_path, f"Cityscapes label of {image_id}")
-    bands = rgb_bands(image)
-    if label.count != 1:
-        raise DataError(f"{label_path} has {label.count} bands; a *{LABEL_SUFFIX}.png has one band of labelIds")
-    check_same_grid(image_id, image, label)
-
-    def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        ids = read_bands(label, window, [1])[0]
-        where = f"{label_path} ({describe_window(window)})"
-        return read_rgb(image, window, bands=bands), values_to_index(ids, LABEL_TO_CLASS, where, _UNKNOWN_HINT)
-
-    return RasterSource(image_id, image.height, image.width, read, None, None, (image_path, label_path))
+    return integer_mask_source(image_id, image_path, label_path, LABEL_TO_CLASS, "Cityscapes", _UNKNOWN_HINT)
 
 
 def prepare(options: dict, name: str) -> tuple[DatasetInfo, Iterator[RasterSource], dict[str, list[str]]]:
