@@ -281,3 +281,47 @@ def test_analyses_overlay_runs_every_arm_and_analysis(demo_run: Path, tmp_path: 
     fig5 = report.split("## DIAL Fig. 5")[1].split("\n## ")[0]
     assert all(f"| {arm} " in fig5 for arm in ("festa", "alcd", "wtp", "disca_l10"))
 
+
+@pytest.mark.e2e
+def test_active_overlay_runs_the_patch_study_and_the_pool_loop(demo_run: Path, tmp_path: Path) -> None:
+    """config/active.yaml on top of the demo (a copy), with smaller budgets to keep CI short: every
+    acquisition for AC and DISCA's five, own domain and transfer target; the pool loop with two seeds,
+    its full-pool reference and report; every AD and DIAL active-learning item in reproduction.md.
+    The click evaluations and calibrations read no patch settings, so the overlay leaves them alone."""
+    workdir = tmp_path / "active"
+    shutil.copytree(demo_run, workdir, symlinks=True)
+    kept = {p: p.stat().st_mtime_ns for p in (workdir / "reports" / "metrics" / "calibration").rglob("*.json")}
+    kept |= {p: p.stat().st_mtime_ns for p in (workdir / "reports" / "tables" / "clicks").rglob("*.csv")}
+    assert kept
+    smaller = workdir / "smaller.yaml"  # a file: --config would pass nested numbers as strings
+    smaller.write_text(yaml.safe_dump({
+        "evaluation": {"patches": {"max_patches": 2}},
+        "active_learning": {"strategies": ["area_disagreement", "random", "margin"], "max_iterations": 2,
+                            "training": {"crop_size": 64, "batch_size": 4, "lr": 0.001, "max_epochs": 2, "patience": 1,
+                                         "brightness": 0.2, "crops_per_image": 1}},
+    }))
+    result = run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1", "--configfile", str(workdir / "params.yaml"),
+                           str(ROOT / "config" / "active.yaml"), str(smaller), timeout=2400)  # 28 patch runs, 7 pool jobs
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept, "the overlay re-ran click evaluations or calibrations"
+    tables = workdir / "reports" / "tables"
+    wanted = set(patch_runs(["ac", "disca"], yaml.safe_load((ROOT / "config" / "active.yaml").read_text())["evaluation"]["patches"]["acquisitions"]))
+    for name in ("patches.csv", "transfer_patches.csv"):
+        patches = pd.read_csv(tables / name)
+        assert set(zip(patches["method"], patches["acquisition"])) == wanted and patches["step"].max() == 2
+    pool = pd.read_csv(tables / "pool.csv")
+    assert set(pool["strategy"]) == {"area_disagreement", "random", "margin"} and set(pool["seed"]) == {0, 1}
+    assert (pool.groupby(["strategy", "seed"])["iteration"].max() == 1).all()
+    for strategy, runs in pool.groupby("strategy"):  # no image labelled twice within a run
+        for _, run in runs.groupby("seed"):
+            added = " ".join(run["added"].astype(str)).split()
+            assert len(added) == len(set(added)), strategy
+    assert "threshold" in pd.read_csv(tables / "pool_thresholds.csv").columns
+    for figure in ("pool_learning_curves", "pool_diversity", "transfer_patches", "miou_vs_patches"):
+        assert (workdir / "reports" / "figures" / f"{figure}.png").stat().st_size > 0
+    report = (workdir / "reports" / "reproduction.md").read_text()
+    for item in ("DIAL Fig. 3", "DIAL Fig. 4", "DIAL Table I", "DIAL Table III", "Area Disagreement Fig. 3",
+                 "Area Disagreement Table I", "Area Disagreement Fig. 4"):
+        section = report.split(f"## {item}:")[1].split("\n## ")[0]
+        assert "Not run" not in section and "none of this item's rows" not in section, item
+

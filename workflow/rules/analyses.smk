@@ -16,7 +16,7 @@ rule evaluate_sequential:
         calibration=disca_calibration,
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
     params:
-        evaluation=evaluation_params,
+        evaluation=evaluation_params("clicks"),
         tiling=config["tiling"],
         seed=config["seed"],
         sequential=True,
@@ -24,9 +24,9 @@ rule evaluate_sequential:
         "logs/{dataset}/sequential_{source}_{network}_{method}.log",
     benchmark:
         "benchmarks/runs/{dataset}/sequential_{source}_{network}_{method}.tsv"
-    threads: 2
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/evaluate_transfer.py"
@@ -51,9 +51,9 @@ rule evaluate_users:
         "logs/{dataset}/users_{network}_{user}.log",
     benchmark:
         "benchmarks/runs/{dataset}/users_{network}_{user}.tsv"
-    threads: 2
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/evaluate_users.py"
@@ -72,7 +72,7 @@ rule evaluate_crops:
         calibrations=crop_calibrations,
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
     params:
-        evaluation=evaluation_params,
+        evaluation=evaluation_params("crops"),
         crops=CROP_SETTINGS,
         tiling=config["tiling"],
         seed=config["seed"],
@@ -80,9 +80,9 @@ rule evaluate_crops:
         "logs/{dataset}/crops_{network}_{agent}.log",
     benchmark:
         "benchmarks/runs/{dataset}/crops_{network}_{agent}.tsv"
-    threads: 1  # many small crops: two single-thread jobs use 2 cores better than one with two
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/evaluate_crops.py"

@@ -4,6 +4,8 @@ import re
 import sys
 from pathlib import Path
 
+import torch  # loaded by dial_core anyway; only for torch.cuda.is_available
+
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # works before `pip install -e .` too
 
 from dial_core.active.acquisition import ACQUISITIONS, patch_runs
@@ -27,6 +29,15 @@ with exit_on_config_error():  # each violation names the file that set its key: 
             workflow.config_settings.replace_workflow_config,
         ),
     )
+
+# The `gpu` resource keeps the jobs that run on the accelerator from sharing it (`--resources gpu=1`).
+# Without CUDA they run on the CPU (pick_device), where that limit would only serialise them: they
+# take no `gpu` then, and `--cores` alone shares the machine.
+GPU = 1 if torch.cuda.is_available() else 0
+# Evaluation jobs run single-threaded: on 2 CPU cores two of them side by side finish 25 % sooner
+# than one after the other with two threads each (DISCA clicks: 86 s vs 114 s; AC patches: 14 s vs
+# 19 s), and their start-up (imports, ~10 s) overlaps. Training jobs keep two threads.
+EVALUATION_THREADS = 1
 
 DATASET = config["dataset"]["name"]  # the dataset networks are trained (and mainly evaluated) on
 TRANSFER = config["transfer"]
@@ -176,13 +187,26 @@ def click_tables():
     return main + study
 
 
-def evaluation_params(wildcards):
-    """`evaluation` for one network: a network trained with border clicks is evaluated by the user
-    that clicks on mistake borders (largest_mistake_border for largest_mistake_centre; DISIR Fig. 6),
-    so its tables carry that agent."""
-    evaluation = config["evaluation"]
-    agent = agent_for_network(evaluation["agent"], ALL_NETWORKS[wildcards.network].get("click_position"))
-    return {**evaluation, "agent": agent}
+# The `evaluation` keys each protocol reads. A rule's params hold only its protocol's keys, so an
+# overlay that changes the patch study (say) does not re-run the click evaluations or calibrations.
+CLICK_KEYS = ("agent", "agent_options", "clicks", "disca", "arms")
+PROTOCOL_KEYS = {"clicks": CLICK_KEYS, "crops": CLICK_KEYS + ("acquisition",), "patches": CLICK_KEYS + ("acquisition", "patches")}
+
+
+def protocol_evaluation(evaluation, protocol):
+    """The part of ``evaluation`` the ``protocol`` (clicks, crops or patches) reads."""
+    return {key: value for key, value in evaluation.items() if key in PROTOCOL_KEYS[protocol]}
+
+
+def evaluation_params(protocol):
+    """Rule params: `evaluation` for one network and ``protocol``. A network trained with border
+    clicks is evaluated by the user that clicks on mistake borders (largest_mistake_border for
+    largest_mistake_centre; DISIR Fig. 6), so its tables carry that agent."""
+    def params(wildcards):
+        evaluation = config["evaluation"]
+        agent = agent_for_network(evaluation["agent"], ALL_NETWORKS[wildcards.network].get("click_position"))
+        return protocol_evaluation({**evaluation, "agent": agent}, protocol)
+    return params
 
 
 def human_click_logs(wildcards):
@@ -281,7 +305,7 @@ def user_evaluation(wildcards):
     """`evaluation` with the agent and options of the user variant {user}."""
     variant = USERS[wildcards.user]
     options = {**(config["evaluation"].get("agent_options") or {}), **(variant.get("agent_options") or {})}
-    return {**config["evaluation"], "agent": variant["agent"], "agent_options": options}
+    return protocol_evaluation({**config["evaluation"], "agent": variant["agent"], "agent_options": options}, "clicks")
 
 
 def method_model(wildcards):

@@ -20,7 +20,7 @@ rule confidnet:
         "benchmarks/runs/{dataset}/confidnet_{network}.tsv"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/confidnet.py"

@@ -35,16 +35,16 @@ rule calibrate_disca:
         model=f"{MODELS}/pretrain/{{source}}/{{network}}.pt",
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
     params:
-        evaluation=evaluation_params,  # the user the evaluations click with
+        evaluation=evaluation_params("clicks"),  # the user the evaluations click with
         tiling=config["tiling"],
         seed=config["seed"],
     log:
         "logs/{dataset}/calibrate_{source}_{network}_{method}.log",
     benchmark:
         "benchmarks/runs/{dataset}/calibrate_{source}_{network}_{method}.tsv"
-    threads: 2
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/calibrate_disca.py"
@@ -62,7 +62,7 @@ rule evaluate_clicks:
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
-        evaluation=evaluation_params,  # the agent matches how the network was trained
+        evaluation=evaluation_params("clicks"),  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
         alcd=config.get("alcd"),  # the forest method's settings
@@ -70,9 +70,9 @@ rule evaluate_clicks:
         "logs/{dataset}/clicks_{network}_{method}.log",
     benchmark:
         "benchmarks/runs/{dataset}/clicks_{network}_{method}.tsv"
-    threads: 2
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/evaluate.py"
@@ -91,16 +91,16 @@ rule evaluate_patches:
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
-        evaluation=evaluation_params,  # the agent matches how the network was trained
+        evaluation=evaluation_params("patches"),  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
     log:
         "logs/{dataset}/patches_{network}_{method}_{acquisition}.log",
     benchmark:
         "benchmarks/runs/{dataset}/patches_{network}_{method}_{acquisition}.tsv"
-    threads: 2
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/evaluate.py"
@@ -155,16 +155,16 @@ rule evaluate_transfer_patches:
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,
     params:
-        evaluation=evaluation_params,
+        evaluation=evaluation_params("patches"),
         tiling=config["tiling"],
         seed=config["seed"],
     log:
         "logs/{dataset}/transfer_patches_{source}_{network}_{method}_{acquisition}.log",
     benchmark:
         "benchmarks/runs/{dataset}/transfer_patches_{source}_{network}_{method}_{acquisition}.tsv"
-    threads: 2
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/evaluate.py"
@@ -184,7 +184,7 @@ rule evaluate_transfer:
         code=code("clicks", "data", "models", "interactive", "evaluation", "active", "steps", "torchvision_compat"),
         clicks=human_click_logs,  # the human agent's click logs: an edited log re-runs the evaluation
     params:
-        evaluation=evaluation_params,  # the agent matches how the network was trained
+        evaluation=evaluation_params("clicks"),  # the agent matches how the network was trained
         tiling=config["tiling"],
         seed=config["seed"],
         alcd=config.get("alcd"),  # the forest method's settings
@@ -192,9 +192,9 @@ rule evaluate_transfer:
         "logs/{dataset}/transfer_{source}_{network}_{method}.log",
     benchmark:
         "benchmarks/runs/{dataset}/transfer_{source}_{network}_{method}.tsv"
-    threads: 2
+    threads: EVALUATION_THREADS
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/evaluate_transfer.py"

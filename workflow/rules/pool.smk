@@ -46,7 +46,7 @@ rule pool_loop:
         "benchmarks/runs/{dataset}/pool_{strategy}_{seed}.tsv"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/pool_loop.py"
@@ -71,7 +71,7 @@ rule pool_full:
         "benchmarks/runs/{dataset}/pool_full_{seed}.tsv"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=4000,
     script:
         "../scripts/pool_full.py"

@@ -22,7 +22,7 @@ rule pretrain:
         "benchmarks/runs/{dataset}/pretrain_{network}.tsv"
     threads: 2
     resources:
-        gpu=1,
+        gpu=GPU,
         mem_mb=6000,
     script:
         "../scripts/pretrain.py"

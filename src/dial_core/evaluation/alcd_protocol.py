@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
 
 from dial_core.active.acquisition import entropy_map
 from dial_core.clicks.agents import AgentContext, needs_uncertainty, next_click
 from dial_core.clicks.types import Click
 from dial_core.evaluation.protocols import _row
 from dial_core.interactive.alcd import AlcdConfig, fit_forest, pixel_features, predict_proba_map, with_clicks
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import RandomForestClassifier
 
 
 def alcd_click_protocol(

@@ -18,13 +18,16 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.ndimage import uniform_filter
-from sklearn.ensemble import RandomForestClassifier
 
 from dial_core.atomic import atomic_path
 from dial_core.errors import DataError
+
+if TYPE_CHECKING:  # scikit-learn loads in 1.6 s: only the forest methods import it
+    from sklearn.ensemble import RandomForestClassifier
 
 PREDICT_CHUNK = 1 << 18  # pixels per predict_proba call: bounds its (pixels × classes × trees) work arrays
 
@@ -89,6 +92,8 @@ def sample_training_pixels(samples: Iterable[tuple[np.ndarray, np.ndarray]], per
 
 def fit_forest(X: np.ndarray, y: np.ndarray, cfg: AlcdConfig) -> RandomForestClassifier:
     """A random forest on (X, y), seeded by ``cfg.seed``: deterministic for the same inputs."""
+    from sklearn.ensemble import RandomForestClassifier
+
     forest = RandomForestClassifier(n_estimators=cfg.n_estimators, max_depth=cfg.max_depth,
                                     min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs)
     return forest.fit(X, y)
