@@ -18,8 +18,8 @@ backward to the input (weights frozen), and derives bounds: ConfidNet (E + D + C
 ConfidNet <= its bound × 1.05; MC dropout <= its bound × 1.10; BALD and area disagreement <= MC
 dropout's seconds × 1.05; ODIN <= its bound × 1.05.
 ConfidNet on CPU: C is mostly its 3×3 convolutions 32→120→64 at full resolution and costs more than
-encoder and decoder together; the script also times C with channels_last weights and input (on the
-2-core CPU about 40 % less, a pure layout change), under bf16 autocast, and on
+encoder and decoder together. The networks run channels-last (models/segmenter.py: channels_last); the
+script also times C in the contiguous layout (on the 2-core CPU about 40 % slower), under bf16 autocast, and on
 half-resolution features (the DIAL code's head upsamples with a stride-2 transposed convolution
 *first*, so its 3×3 convolutions also run at full resolution: the half-resolution row is what
 running them before the upsampling would save, a change of method). The decoder on the batch of P
@@ -45,7 +45,7 @@ from dial_core.active.uncertainty import predict_with_uncertainty
 from dial_core.data.tiling import tile_windows
 from dial_core.interactive.inference import predict_probs
 from dial_core.models.confidnet import ConfidNet
-from dial_core.models.segmenter import NetworkSpec, Segmenter, network_input
+from dial_core.models.segmenter import NetworkSpec, Segmenter, channels_last, network_input
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DIAL_GPU = {"random": 1.0, "entropy": 1.02, "confidnet": 1.27, "mc_dropout": 2.22, "odin": 1.60}  # random = 9.9 s
@@ -65,12 +65,12 @@ def timed(fn, *args):
 
 def window_passes(model: Segmenter, confidnet: ConfidNet, x: torch.Tensor, passes: int) -> dict[str, float]:
     """Seconds of E, D, C, F, F+B and DP (D on a batch of ``passes``, as MC dropout runs it) on one (1, C, h, w) window."""
-    net = model.net
+    net, x = model.net, channels_last(x)  # the layout Segmenter.forward gives its input
     with torch.no_grad():
         features, e = timed(net.encoder, x)
         (decoded, _), d = timed(lambda: (dec := net.decoder(features), net.segmentation_head(dec)))
         _, c = timed(confidnet, decoded)
-        batch = [f.repeat(passes, 1, 1, 1) for f in features]
+        batch = [channels_last(f.repeat(passes, 1, 1, 1)) for f in features]  # as mc_logits: the weights' layout
         _, dp = timed(lambda: net.segmentation_head(net.decoder(batch)))
         _, f = timed(model, x)
 
@@ -86,10 +86,11 @@ def window_passes(model: Segmenter, confidnet: ConfidNet, x: torch.Tensor, passe
 
 
 def confidnet_variants(confidnet: ConfidNet, decoded: torch.Tensor, repeats: int) -> dict[str, float]:
-    """Median seconds of the ConfidNet head: as built, channels_last, bf16 autocast, half resolution."""
-    last = copy.deepcopy(confidnet).to(memory_format=torch.channels_last)
+    """Median seconds of the ConfidNet head: as built (channels-last), in the contiguous layout, bf16
+    autocast, half resolution."""
+    contiguous = copy.deepcopy(confidnet).to(memory_format=torch.contiguous_format)
     runs = {"as_built": lambda: confidnet(decoded),
-            "channels_last": lambda: last(decoded.contiguous(memory_format=torch.channels_last)),
+            "contiguous": lambda: contiguous(decoded.contiguous()),
             "half_resolution": lambda: confidnet(F.avg_pool2d(decoded, 2))}
 
     def bf16():

@@ -76,6 +76,15 @@ def demo_run(tmp_path_factory) -> Path:
     return workdir
 
 
+def copy_of_demo(demo_run: Path, tmp_path: Path) -> Path:
+    """The demo folder copied into ``tmp_path``, a sibling of it: Snakemake records the code inputs
+    (src/dial_core/...) relative to the work folder, so a copy one level deeper would see another set
+    of input files and re-run every job."""
+    assert tmp_path.parent == demo_run.parent
+    shutil.copytree(demo_run, tmp_path, symlinks=True, dirs_exist_ok=True)
+    return tmp_path
+
+
 @pytest.mark.e2e
 def test_demo_dag_produces_report(demo_run: Path) -> None:
     for figure in ("miou_vs_clicks.png", "miou_vs_patches.png"):
@@ -247,8 +256,7 @@ def test_analyses_overlay_runs_every_arm_and_analysis(demo_run: Path, tmp_path: 
     crops and user clicks to keep CI short: every arm of DIAL Fig. 5 in both domains (each adapting
     arm with its own calibrated lr, ALCD pre-trained), Table IV's patches, sequential learning, the
     target control, the crops of Fig. 9 / App. B and the user study, each in reproduction.md."""
-    workdir = tmp_path / "analyses"
-    shutil.copytree(demo_run, workdir, symlinks=True)
+    workdir = copy_of_demo(demo_run, tmp_path)
     smaller = workdir / "smaller.yaml"  # a file: --config would pass nested numbers as strings
     smaller.write_text(yaml.safe_dump({"evaluation": {"crops": {"n_crops": 12}}, "analyses": {"users": {"clicks": 6}}}))
     result = run_snakemake(workdir, "--cores", "2", "--resources", "gpu=1", "--configfile", str(workdir / "params.yaml"),
@@ -288,8 +296,7 @@ def test_active_overlay_runs_the_patch_study_and_the_pool_loop(demo_run: Path, t
     acquisition for AC and DISCA's five, own domain and transfer target; the pool loop with two seeds,
     its full-pool reference and report; every AD and DIAL active-learning item in reproduction.md.
     The click evaluations and calibrations read no patch settings, so the overlay leaves them alone."""
-    workdir = tmp_path / "active"
-    shutil.copytree(demo_run, workdir, symlinks=True)
+    workdir = copy_of_demo(demo_run, tmp_path)
     kept = {p: p.stat().st_mtime_ns for p in (workdir / "reports" / "metrics" / "calibration").rglob("*.json")}
     kept |= {p: p.stat().st_mtime_ns for p in (workdir / "reports" / "tables" / "clicks").rglob("*.csv")}
     assert kept

@@ -59,9 +59,11 @@ def mc_logits(model, x: torch.Tensor, cfg: McDropoutConfig, generator: torch.Gen
         masks = dropout_masks([t.shape for t in targets], cfg, cfg.passes, generator, x.device)
     if cfg.prediction == "deterministic":
         masks = _with_deterministic(masks)
-    dropped = [t * m for t, m in zip(targets, masks)]  # broadcast (1, …) × (T, …) → (T, …)
+    # broadcast (1, …) × (T, …) → (T, …), kept channels-last: a batch in the other layout makes every
+    # convolution of the decoder convert it (on CPU ~10× slower, benchmarks/acquisition_cost.py)
+    dropped = [channels_last(t * m) for t, m in zip(targets, masks)]
     if cfg.at == "skips":
-        decoded = net.decoder([features[0].expand(len(masks[0]), *features[0].shape[1:]), *dropped])
+        decoded = net.decoder([channels_last(features[0].expand(len(masks[0]), *features[0].shape[1:])), *dropped])
     else:
         decoded = dropped[0]
     logits = net.segmentation_head(decoded)
