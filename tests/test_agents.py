@@ -32,6 +32,19 @@ def _scene():
     return label, np.zeros(SHAPE, np.int64)
 
 
+BINARY_AGENTS = {"ritm"}  # foreground / background users (RITM's clicker): they click on a binary view
+
+
+def _binary_scene():
+    """:func:`_scene` as foreground (class 1) vs the rest, the ignored pixels kept."""
+    label, prediction = _scene()
+    return np.where(label == 255, 255, (label == 1).astype(np.uint8)).astype(np.uint8), prediction
+
+
+def _scene_for(name):
+    return _binary_scene() if name in BINARY_AGENTS else _scene()
+
+
 def _uncertainty(seed=5):
     return np.random.default_rng(seed).random(SHAPE)
 
@@ -43,7 +56,8 @@ def _options(name):
 def _episode(name, seed, steps=6, options=None, fix=True, label=None, prediction=None, n_classes=3):
     """Clicks of ``steps`` steps on :func:`_scene`; ``fix``: each click corrects a 7×7 square around it."""
     if label is None:
-        label, prediction = _scene()
+        label, prediction = _scene_for(name)
+        n_classes = 2 if name in BINARY_AGENTS else n_classes
     prediction = prediction.copy()
     rng, memory, clicks = np.random.default_rng(seed), {}, []
     for step in range(1, steps + 1):
@@ -86,7 +100,7 @@ def test_seed_matters_for_random_users(name):
 
 @pytest.mark.parametrize("name", sorted(set(AGENTS) - {"human"}))
 def test_click_carries_ground_truth_class(name):
-    label, _ = _scene()
+    label, _ = _scene_for(name)
     for click in _episode(name, seed=1):
         assert click.cls == label[click.row, click.col], name
 
@@ -104,9 +118,10 @@ def test_click_inside_a_mistake(name):
 
 
 def test_no_mistake_no_click():
-    label, _ = _scene()
     for name in sorted(set(AGENTS) - {"human", "uncertain_anywhere", "random_anywhere"}):
-        assert next_click(name, AgentContext(label, label.astype(np.int64), uncertainty=_uncertainty(), n_classes=3, options=_options(name))) is None, name
+        label, _ = _scene_for(name)
+        n_classes = 2 if name in BINARY_AGENTS else 3
+        assert next_click(name, AgentContext(label, label.astype(np.int64), uncertainty=_uncertainty(), n_classes=n_classes, options=_options(name))) is None, name
 
 
 def test_largest_mistake_centre_never_repeats_an_unchanged_region():

@@ -335,3 +335,21 @@ def test_patch_protocol_lr_decays_as_dials_patch_loop(model, monkeypatch):
     cfg = InteractionConfig("disca", "largest_mistake_centre", inverse, window=64, overlap=16)
     protocols.patch_protocol(model, image, label, CLASS_NAMES, 32, "random", cfg, np.random.default_rng(0), max_patches=4)
     assert len(seen) >= 2 and seen == pytest.approx([1e-3 / (i + 1) for i in range(len(seen))])
+
+
+def test_calibration_hold_out_takes_whole_scenes_with_a_group_pattern(caplog):
+    """With split.group_pattern no training chip shares its scene with a calibration chip; the draw
+    without a pattern is unchanged; one training scene falls back to images with a warning."""
+    train = [f"{scene}_{k}" for scene in ("a", "b", "c", "d") for k in range(3)]
+    split = {"train": train, "val": ["e_0"]}
+    held = hold_out_calibration(split, 2, seed=0, group_pattern=r"^(.*)_\d+$")
+    scenes = {i.split("_")[0] for i in held["calibration"]}
+    assert len(scenes) == 1 and len(held["calibration"]) == 3  # one whole scene: 2 asked, 3 held
+    assert not scenes & {i.split("_")[0] for i in held["train"]}
+    assert sorted(held["train"] + held["calibration"]) == sorted(train)
+    assert hold_out_calibration(split, 2, seed=0, group_pattern=None) == hold_out_calibration(split, 2, seed=0)
+    assert len(hold_out_calibration(split, 4, seed=0, group_pattern=r"^(.*)_\d+$")["calibration"]) == 6  # two scenes
+    one_scene = {"train": ["a_0", "a_1", "a_2"], "val": ["e_0"]}
+    with caplog.at_level("WARNING"):
+        fallback = hold_out_calibration(one_scene, 1, seed=0, group_pattern=r"^(.*)_\d+$")
+    assert len(fallback["calibration"]) == 1 and "share their scene" in caplog.text

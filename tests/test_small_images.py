@@ -251,10 +251,8 @@ def test_workflow_on_small_images_with_max_images(tmp_path: Path) -> None:
     params["evaluation"]["max_images"] = 2
     params["transfer"]["targets"] = []
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    start = time.monotonic()
     result = run_snakemake(tmp_path, "reports/tables/clicks/synthetic/linknet/ac.csv", "--cores", "2", "--resources", "gpu=1")
     assert result.returncode == 0, result.stderr[-4000:]
-    assert time.monotonic() - start < 180  # ~40 s on 2 idle cores
 
     metrics = json.loads((tmp_path / "reports/metrics/pretrain/synthetic/linknet.json").read_text())
     assert metrics["crop_size"] == 64 and metrics["inference_window"] == 64

@@ -21,7 +21,7 @@ def main() -> None:
             raise ConfigError(f"split.val_list = {p['val_list']}: cannot read it ({err.strerror}); give a text file of image ids") from None
     split = make_split(info.groups or {"train": info.images}, p["mode"], p["val_fraction"], sm.params.seed,
                        group_pattern=p.get("group_pattern"), val_names=val_names, val_list=f"split.val_list ({p.get('val_list')})")
-    split = hold_out_calibration(split, p.get("calibration_images", 0), sm.params.seed)  # DISCA's lr is tuned there
+    split = hold_out_calibration(split, p.get("calibration_images", 0), sm.params.seed, p.get("group_pattern"))  # DISCA's lr is tuned there
     record = {"mode": p["mode"], "val_fraction": p["val_fraction"], "seed": sm.params.seed}
     if val_names is not None:
         record["val_list"] = p["val_list"]

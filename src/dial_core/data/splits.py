@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import PurePath
 
 import numpy as np
 
 from dial_core.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 MODES = ("random", "predefined", "list", "blocks")
 ONE_IMAGE_HELP = (
@@ -152,19 +155,39 @@ def make_split(
     raise ConfigError(f"split.mode = {mode!r}: choose one of {', '.join(MODES)}")
 
 
-def hold_out_calibration(split: dict[str, list[str]], count: int, seed: int) -> dict[str, list[str]]:
+def hold_out_calibration(split: dict[str, list[str]], count: int, seed: int, group_pattern: str | None = None) -> dict[str, list[str]]:
     """Move a seeded selection of ``count`` training images to ``calibration``: no network trains on
     them, so tuning on them (DISCA's learning rate) sees new images as the evaluation does, and never
-    reads a validation image. At least one training image stays; ``count`` 0 keeps the split as is."""
+    reads a validation image. At least one training image stays; ``count`` 0 keeps the split as is.
+
+    With ``group_pattern`` whole scenes are held out (in a seeded order, until ``count`` images are
+    reached; at least one scene stays for training), so no network trains on a neighbouring chip of
+    a calibration image. A single training scene leaves nothing to hold out by scene: images are
+    then drawn as without a pattern, and a warning says so."""
     if count < 0:
         raise ConfigError(f"split.calibration_images = {count}: must be 0 or more")
     train = sorted(split["train"])
     count = min(count, len(train) - 1)
     if count <= 0:
         return {**split, "calibration": []}
-    order = np.random.default_rng([seed, 8]).permutation(len(train))
-    held = {train[i] for i in order[:count]}
-    return {**split, "train": [i for i in train if i not in held], "calibration": sorted(held)}
+    rng = np.random.default_rng([seed, 8])
+    groups: dict[str, list[str]] = {}
+    for image_id in train:
+        groups.setdefault(group_key(image_id, group_pattern) if group_pattern else image_id, []).append(image_id)
+    if group_pattern and len(groups) < 2:
+        log.warning("split.calibration_images: all %d training images are one scene of split.group_pattern %r; "
+                    "the calibration images are drawn from it and share their scene with the training images",
+                    len(train), group_pattern)
+        groups = {i: [i] for i in train}
+    keys = sorted(groups)
+    held: list[str] = []
+    for index in rng.permutation(len(keys)):
+        if len(held) >= count:
+            break
+        if len(held) + len(groups[keys[index]]) <= len(train) - 1:  # at least one training image stays
+            held += groups[keys[index]]
+    held_set = set(held)
+    return {**split, "train": [i for i in train if i not in held_set], "calibration": sorted(held_set)}
 
 
 def read_name_list(text: str) -> list[str]:

@@ -10,11 +10,12 @@ to click). A new user is one function decorated with :func:`register` in a modul
   Figs. 11-12) — :mod:`.sampled`
 - ``noisy`` (jitter and wrong classes around another user) — :mod:`.noisy`
 - ``human`` (a person's recorded clicks) — :mod:`.human`
+- ``ritm`` (RITM's binary clicker: deepest point of the deeper of FN / FP; buildings only) — :mod:`.ritm`
 """
 
 from __future__ import annotations
 
-from dial_core.clicks.agents import disir, human, largest_mistake, noisy, sampled  # noqa: F401 (registers)
+from dial_core.clicks.agents import disir, human, largest_mistake, noisy, ritm, sampled  # noqa: F401 (registers)
 from dial_core.clicks.agents.base import AGENTS, AgentContext, mistake_mask, needs_recorded, needs_uncertainty, register
 from dial_core.clicks.agents.largest_mistake import largest_mistake_click
 from dial_core.clicks.types import Click
