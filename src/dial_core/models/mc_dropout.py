@@ -41,6 +41,17 @@ def _with_deterministic(masks: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.cat([torch.ones_like(m[:1]), m]) for m in masks]
 
 
+def _decode(net, features, targets, masks, at: str) -> torch.Tensor:
+    """Logits of the passes of ``masks`` (T, …): the dropped targets (broadcast (1, …) × (T, …), kept
+    channels-last: a batch in the other layout makes every convolution convert it) through the rest."""
+    dropped = [channels_last(t * m) for t, m in zip(targets, masks)]
+    if at == "skips":
+        decoded = net.decoder([channels_last(features[0].expand(len(masks[0]), *features[0].shape[1:])), *dropped])
+    else:
+        decoded = dropped[0]
+    return net.segmentation_head(decoded)
+
+
 def mc_logits(model, x: torch.Tensor, cfg: McDropoutConfig, generator: torch.Generator | None = None,
               masks: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits of ``cfg.passes`` dropout passes (T, N, H, W) of one (1, C, H, W) input, and the
@@ -59,14 +70,13 @@ def mc_logits(model, x: torch.Tensor, cfg: McDropoutConfig, generator: torch.Gen
         masks = dropout_masks([t.shape for t in targets], cfg, cfg.passes, generator, x.device)
     if cfg.prediction == "deterministic":
         masks = _with_deterministic(masks)
-    # broadcast (1, …) × (T, …) → (T, …), kept channels-last: a batch in the other layout makes every
-    # convolution of the decoder convert it (on CPU ~10× slower, benchmarks/acquisition_cost.py)
-    dropped = [channels_last(t * m) for t, m in zip(targets, masks)]
-    if cfg.at == "skips":
-        decoded = net.decoder([channels_last(features[0].expand(len(masks[0]), *features[0].shape[1:])), *dropped])
-    else:
-        decoded = dropped[0]
-    logits = net.segmentation_head(decoded)
+    # The passes go through the decoder as batches of `chunk`: all at once on a GPU (a batch-1 window
+    # does not fill it); one at a time on a CPU, where a batch of 5 full-resolution decoder passes is
+    # memory-bound and cost 9× one pass (benchmarks/acquisition_cost.py: D_P), not 5×.
+    passes = len(masks[0])
+    chunk = passes if x.is_cuda else 1
+    logits = torch.cat([_decode(net, features if cfg.at == "skips" else None, targets, [m[i : i + chunk] for m in masks], cfg.at)
+                        for i in range(0, passes, chunk)])
     if cfg.prediction == "deterministic":
         return logits[1:], logits[:1]
     return logits, None
