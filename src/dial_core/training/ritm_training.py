@@ -66,6 +66,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dial_core.clicks.agents.base import AgentContext, depth_map
+from dial_core.clicks.agents.ritm import check_binary
 from dial_core.clicks.agents.ritm import ritm as ritm_clicker
 from dial_core.clicks.types import Click
 from dial_core.errors import ConfigError, TrainingError
@@ -129,15 +130,6 @@ def decaying_probs(n: int, gamma: float) -> np.ndarray:
     """p(i) ∝ gamma^i for i = 0..n-1 (RITM's ``generate_probs``): few points are the common case."""
     p = gamma ** np.arange(n, dtype=np.float64)
     return p / p.sum()
-
-
-def check_binary(label: np.ndarray, ignore_index: int = 255) -> None:
-    """RITM training knows one object against the rest; another class would silently become background."""
-    other = (label != 0) & (label != 1) & (label != ignore_index)
-    if other.any():
-        values = ", ".join(str(v) for v in np.unique(label[other])[:5])
-        raise ConfigError(f"RITM training is binary (labels 0, 1 and {ignore_index}) but a crop has class(es) {values}; "
-                          "use label_view: buildings")
 
 
 def _pick(mask: np.ndarray, n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -268,7 +260,7 @@ class RitmCropDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image, label = flip(*random_crop(self.source, self.cfg.crop_size, rng), rng)
         image, label = np.ascontiguousarray(image), np.ascontiguousarray(label)
-        check_binary(label)
+        check_binary(label, who="RITM training")
         clicks = initial_clicks(label, rng, self.cfg) if self.cfg.interactive else []
         return network_input(image, None, 0), torch.from_numpy(label).long(), clicks, index
 

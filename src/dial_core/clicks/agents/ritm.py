@@ -18,20 +18,19 @@ from dial_core.clicks.types import Click
 from dial_core.errors import ConfigError
 
 
-def _check_binary(context: AgentContext) -> None:
-    """RITM's user knows one object against the rest: a multi-class label would silently turn every
-    other class into background."""
-    label = context.label
-    other = (label != 0) & (label != 1) & (label != context.ignore_index)
-    if (context.n_classes is not None and context.n_classes > 2) or other.any():
-        raise ConfigError("agent 'ritm' is binary (building / background, classes 0, 1 and the ignore index): "
+def check_binary(label: np.ndarray, ignore_index: int = 255, who: str = "agent 'ritm'", n_classes: int | None = None) -> None:
+    """RITM knows one object against the rest: another class would silently become background."""
+    other = (label != 0) & (label != 1) & (label != ignore_index)
+    if (n_classes is not None and n_classes > 2) or other.any():
+        values = ", ".join(str(v) for v in np.unique(label[other])[:5]) or f"{n_classes} classes"
+        raise ConfigError(f"{who} is binary (building / background: labels 0, 1 and {ignore_index}) but got {values}; "
                           "use label_view: buildings")
 
 
 @register("ritm")
 def ritm(context: AgentContext) -> Click | None:
     """The next RITM click on ``context.prediction`` (see the module doc)."""
-    _check_binary(context)
+    check_binary(context.label, context.ignore_index, n_classes=context.n_classes)
     label = context.label
     gt, pred = label == 1, np.asarray(context.prediction) == 1
     background = (label != 1) & (label != context.ignore_index)
