@@ -206,6 +206,8 @@ def test_scene_groups_from_a_file_name_pattern_and_gsd_from_the_transform(tmp_pa
     split = _split(tmp_path)
     scenes = {side: {i.split("_")[0] for i in split[side]} for side in ("train", "val")}
     assert len(scenes["val"]) == 1 and not scenes["train"] & scenes["val"] and len(split["val"]) == 3
+    held = {i.split("_")[0] for i in split["calibration"]}  # calibration images: whole scenes too
+    assert held and not held & scenes["train"] and not held & scenes["val"]
     assert split["grouping"]["pattern"] == r"^(city\d+)_\d+$"
     info = json.loads((tmp_path / "data/processed/mydata/dataset.json").read_text())
     assert info["ground_sampling_distance_m"] == pytest.approx(0.3)
