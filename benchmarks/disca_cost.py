@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dial_core.allocator import keep_freed_memory
 from dial_core.data.synthetic import generate_scene
 from dial_core.evaluation.protocols import InteractionConfig, click_protocol
 from dial_core.interactive.disca import DiscaConfig
@@ -41,6 +42,7 @@ def per_click_seconds(model: Segmenter, image: np.ndarray, label: np.ndarray, cf
 
 
 def main() -> None:
+    keep_freed_memory()  # as every workflow job (dial_core.cli.run_step)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=512)
     parser.add_argument("--clicks", type=int, default=10)

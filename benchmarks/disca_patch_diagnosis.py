@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 import yaml
 
+from dial_core.allocator import keep_freed_memory
 from dial_core.active.acquisition import entropy_map
 from dial_core.data.canonical import load_info
 from dial_core.data.tiling import tile_windows
@@ -47,6 +48,7 @@ def error_concentration(probs: np.ndarray, label: np.ndarray, size: int, top: in
 
 
 def main() -> None:
+    keep_freed_memory()  # as every workflow job (dial_core.cli.run_step)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default=".")
     parser.add_argument("--target", default="synthetic_b")

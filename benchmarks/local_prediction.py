@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from dial_core.allocator import keep_freed_memory
 from dial_core.clicks.types import Click
 from dial_core.interactive.inference import predict_probs
 from dial_core.interactive.local_prediction import ClickPredictor, crop_encoder
@@ -60,6 +61,7 @@ def click_plan(sides: list[int], n: int, seed: int = 0) -> dict[int, list[Click]
 
 
 def main() -> None:
+    keep_freed_memory()  # as every workflow job (dial_core.cli.run_step)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sides", type=int, nargs="+", default=[1000, 6000])
     parser.add_argument("--clicks", type=int, default=6, help="timed clicks per side (after one warm-up)")

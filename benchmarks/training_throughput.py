@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from dial_core.allocator import keep_freed_memory
 from dial_core.clicks.sampling import balancing_weights
 from dial_core.config import load_params
 from dial_core.data.canonical import write_dataset
@@ -68,6 +69,7 @@ def training_rate(spec: NetworkSpec, data: ClickCropDataset, policy: ClickPolicy
 
 
 def main() -> None:
+    keep_freed_memory()  # as every workflow job (dial_core.cli.run_step)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays on params.yaml, e.g. config/studies.yaml")
     parser.add_argument("--steps", type=int, default=6)

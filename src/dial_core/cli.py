@@ -28,7 +28,10 @@ def run_step(main: Callable[[], None], log_file: str | None = None, threads: int
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", handlers=handlers, force=True)
     import torch  # late: configuration scripts should not pay for torch
 
+    from dial_core.allocator import keep_freed_memory
+
     torch.set_num_threads(max(1, threads))
+    keep_freed_memory()
     try:
         main()
     except DialError as err:

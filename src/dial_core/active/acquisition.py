@@ -31,8 +31,13 @@ from dial_core.errors import ConfigError
 
 # --- pixel maps on the device: probs (N, H, W); passes (T, N, H, W) ---------------------------------
 
-def _entropy(probs: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    return torch.special.entr(probs).sum(dim=dim)  # −p·log p in one kernel, 0 at p = 0
+_TINY = torch.finfo(torch.float32).tiny
+
+
+def _entropy(probs: torch.Tensor, dim: int | tuple[int, ...] = 0) -> torch.Tensor:
+    """−Σ p·log p, 0 at p = 0 (the clamp). Written out: torch.special.entr and xlogy are not
+    vectorised on CPU (35 ms against 9 ms for 5×6×512² values, 2 cores)."""
+    return -(probs * probs.clamp_min(_TINY).log()).sum(dim=dim)
 
 
 def entropy_pixels(probs: torch.Tensor) -> torch.Tensor:
@@ -57,17 +62,19 @@ def mc_variance_pixels(passes: torch.Tensor, combine: str = "max") -> torch.Tens
 
 def bald_pixels(passes: torch.Tensor) -> torch.Tensor:
     """Mutual information between the prediction and the weights (Houlsby et al.), ≥ 0."""
-    return (_entropy(passes.mean(dim=0)) - _entropy(passes, dim=1).mean(dim=0)).clamp_min(0.0)
+    return (_entropy(passes.mean(dim=0)) - _entropy(passes, dim=(0, 1)) / passes.shape[0]).clamp_min(0.0)
 
 
 def area_disagreement_pixels(passes: torch.Tensor, prediction: str = "softmax") -> torch.Tensor:
-    """−mean_i f_i(x)[g(x)], g = argmax of the mean pass; f_i the softmax or its one-hot (``prediction``)."""
-    aggregate = passes.mean(dim=0).argmax(dim=0)  # (H, W)
+    """−mean_i f_i(x)[g(x)], g = argmax of the mean pass; f_i the softmax or its one-hot (``prediction``).
+
+    With softmax passes, mean_i f_i(x)[g(x)] is the mean pass at its own argmax, i.e. the max over
+    classes of the mean: one reduction instead of a gather (9 ms against 75 ms per 512² window).
+    """
+    mean = passes.mean(dim=0)
     if prediction == "one_hot":
-        agree = (passes.argmax(dim=1) == aggregate).float()  # (T, H, W)
-    else:
-        agree = passes.gather(1, aggregate.expand(passes.shape[0], 1, *aggregate.shape)).squeeze(1)
-    return -agree.mean(dim=0)
+        return -(passes.argmax(dim=1) == mean.argmax(dim=0)).float().mean(dim=0)
+    return -mean.max(dim=0).values
 
 
 def one_minus(confidence: torch.Tensor) -> torch.Tensor:
