@@ -286,6 +286,26 @@ def test_calibration_reads_only_held_out_training_images_and_picks_from_the_grid
     assert [r for r in result["results"] if r["lr"] == result["lr"]][0]["mean_gain"] == best
 
 
+def test_transfer_calibration_tops_up_with_the_targets_training_images_never_validation(model, tmp_path, monkeypatch):
+    """A network trained on another dataset has seen none of the target's images: its calibration
+    takes the target's calibration images, then training images up to transfer_images."""
+    rng = np.random.default_rng(4)
+    scenes = {f"i{k}": toy_scene(rng) for k in range(8)}
+    split = {"train": ["i0", "i1", "i2", "i3"], "val": ["i5", "i6", "i7"], "calibration": ["i4"]}
+    read = set()
+    monkeypatch.setattr(steps, "read_image", lambda root, i: (read.add(i), scenes[i][0])[1])
+    monkeypatch.setattr(steps, "read_label", lambda root, i: (read.add(i), scenes[i][1])[1])
+    monkeypatch.setattr(steps, "raster_shape", lambda root, i: (read.add(i), scenes[i][1].shape)[1])
+    info = SimpleNamespace(name="target", class_names=CLASS_NAMES)
+    evaluation = _evaluation()
+    evaluation["disca"]["calibration"] = {**evaluation["disca"]["calibration"], "grid": [1e-4], "transfer_images": 3}
+    transfer = steps.calibrate_disca(tmp_path, info, split, model, evaluation, {"size": 64, "overlap": 16}, 0, "linknet",
+                                     trained_on="source")
+    assert transfer["images"] == ["i4", "i0", "i1"] and read == {"i4", "i0", "i1"}
+    in_domain = steps.calibrate_disca(tmp_path, info, split, model, evaluation, {"size": 64, "overlap": 16}, 0, "linknet",
+                                      trained_on="target")
+    assert in_domain["images"] == ["i4"]  # the network trained on the other training images
+
 
 def test_calibration_hold_out_is_seeded_and_leaves_training_images():
     split = {"train": [f"t{k}" for k in range(6)], "val": ["v0"]}

@@ -173,13 +173,18 @@ def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter
     Those are training images held out of every network's training (``split.calibration_images``),
     so the network meets them new, as it meets the evaluation images; validation images are never
     read. The lr does not transfer across domains (an lr that helps under shift hurts in-domain), so
-    a transfer target (``trained_on`` another dataset) is calibrated on its own held-out images.
+    a transfer target (``trained_on`` another dataset) is calibrated on its own images: its
+    calibration images topped up to ``calibration.transfer_images`` with its training images, which
+    the network trained on the source has never seen either (two images picked the lr by chance:
+    README, "DISCA under shift").
     ``method``: DISCA or any adapting ablation arm (each gets its own lr).
     """
     if not _network_method(method, "calibrate_disca").adapts:
         raise ConfigError(f"calibrate_disca: {method} does not adapt the weights; it has no learning rate to calibrate")
     settings = evaluation["disca"]["calibration"]
     ids = list(split.get("calibration") or [])
+    if trained_on not in (None, info.name):  # the network never saw this dataset: its training images are new to it too
+        ids += [i for i in split.get("train", []) if i not in ids][: max(0, int(settings.get("transfer_images") or 0) - len(ids))]
     if not ids:
         raise DataError(f"calibrate_disca: the split of {info.name} holds out no calibration images; set "
                         "split.calibration_images (e.g. 2) so DISCA's lr is tuned on training images no network trained on, "
