@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import from_origin
 
 from conftest import briefly_pretrained, toy_scene
@@ -58,12 +60,15 @@ def write_scene(path: Path, georeferenced: bool = True) -> Path:
     profile = {"driver": "GTiff", "height": SIZE, "width": SIZE, "count": 3, "dtype": "uint8"}
     if georeferenced:
         profile.update(crs=CRS_UTM, transform=TRANSFORM)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(np.moveaxis(image, -1, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # the plain scene: no grid, on purpose
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.moveaxis(image, -1, 0))
     return path
 
 
 def write_dataset_json(path: Path, classes: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"name": "toy", "classes": classes}))
     return path
 

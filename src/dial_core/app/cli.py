@@ -95,7 +95,13 @@ def _load_model(args: argparse.Namespace):
                     "and colours", ", ".join(table.names))
     if args.threads:
         torch.set_num_threads(args.threads)
-    return model.to(pick_device(args.device)), table
+    try:
+        device = pick_device(args.device)
+    except RuntimeError as err:
+        raise ConfigError(f"--device {args.device}: {err}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: no GPU is visible to torch here; use --device cpu")
+    return model.to(device), table
 
 
 def _read(args: argparse.Namespace):
@@ -117,19 +123,26 @@ def _acquisition_config():
     return AcquisitionConfig(mc_dropout=McDropoutConfig(prediction="deterministic"))
 
 
-def _confidnet(args: argparse.Namespace, acquisition: str, option: str, model):
-    """The ConfidNet head (on the network's device) when ``acquisition`` reads one, else None."""
+def _needs_confidnet(args: argparse.Namespace, acquisition: str | None, option: str) -> bool:
+    """Whether ``acquisition`` reads a ConfidNet head; checked before any work: then --confidnet must name one."""
     from dial_core.active.acquisition import acquisition as member
 
-    if member(acquisition).needs != "confidnet":
-        return None
+    if acquisition is None or member(acquisition).needs != "confidnet":
+        return False
     if not args.confidnet:
         raise ConfigError(f"{option} confidnet needs the ConfidNet head trained on this network: give --confidnet "
                           "data/models/confidnet/<dataset>/<network>.pt")
+    _existing(args.confidnet, "ConfidNet checkpoint (--confidnet)")
+    return True
+
+
+def _confidnet(args: argparse.Namespace, acquisition: str, option: str, model):
+    """The ConfidNet head (on the network's device) when ``acquisition`` reads one, else None."""
+    if not _needs_confidnet(args, acquisition, option):
+        return None
     from dial_core.models.checkpoint import load_checkpoint
     from dial_core.models.confidnet import confidnet_from_state
 
-    _existing(args.confidnet, "ConfidNet checkpoint (--confidnet)")
     return confidnet_from_state(load_checkpoint(args.confidnet)).to(next(model.parameters()).device)
 
 
@@ -159,6 +172,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
             _not_input(out, option, args)
     if args.vector:
         vector_driver(args.vector)
+    _needs_confidnet(args, args.uncertainty, "--uncertainty")
     model, table = _load_model(args)
     image = _read(args)
     if args.uncertainty:
@@ -241,6 +255,7 @@ def cmd_suggest(args: argparse.Namespace) -> None:
 
     _not_input(args.out, "--out", args)
     vector_driver(args.out)
+    _needs_confidnet(args, args.acquisition, "--acquisition")
     model, _ = _load_model(args)
     image = _read(args)
     confidnet = _confidnet(args, args.acquisition, "--acquisition", model)

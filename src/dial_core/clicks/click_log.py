@@ -73,7 +73,7 @@ def _extent(shape: tuple[int, int], transform, crs) -> str:
     """The image's footprint in map coordinates, for a message."""
     from rasterio.transform import array_bounds
 
-    south, west, north, east = array_bounds(shape[0], shape[1], transform)
+    west, south, east, north = array_bounds(shape[0], shape[1], transform)
     return f"x {west:.6g}..{east:.6g}, y {south:.6g}..{north:.6g}" + (f" in {crs}" if crs is not None else "")
 
 
@@ -86,7 +86,10 @@ def _outside_hint(x: float, y: float, file_crs: str | None, shape: tuple[int, in
         return f"; the image covers {extent}: is {file_crs} the coordinate system the clicks were taken in?"
     col, row = ~transform * (x, y)
     if 0 <= row < shape[0] and 0 <= col < shape[1]:
-        name = "EPSG:<code>" if crs is None else (f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else str(crs))
+        from rasterio.crs import CRS
+
+        epsg = None if crs is None else CRS.from_user_input(crs).to_epsg()
+        name = f"EPSG:{epsg}" if epsg else "EPSG:<code>"
         return (f"; the file has no 'crs' member, so its coordinates are read as [col, row] pixels, but they lie in "
                 f"the image's map extent ({extent}): add \"crs\": {{\"type\": \"name\", \"properties\": "
                 f"{{\"name\": \"{name}\"}}}}")

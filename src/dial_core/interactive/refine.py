@@ -12,8 +12,9 @@ map from a click log:
   of the network adapted after each click in turn, as the protocol does: after the k-th click every
   ``disca_window`` grid window holding one of the first k clicks gets the method's SGD steps on
   those clicks (the protocol's re-predictions between clicks change nothing the steps read); then one
-  prediction with the channels when the method reads them. The same clicks, settings and seed give
-  the map the protocol's ``human`` user reaches with that click log.
+  prediction with the channels when the method reads them. The same clicks, settings and random
+  stream give the map the protocol's ``human`` user reaches with that click log (the stream feeds
+  only the channel drops: with a drop probability of 1 or 0 the seed does not matter).
 """
 
 from __future__ import annotations
