@@ -83,6 +83,7 @@ def write_clicks(path: Path, points: list[tuple[float, float, object]], crs: str
     obj: dict = {"type": "FeatureCollection", "features": click_features(points)}
     if crs is not None:
         obj["crs"] = {"type": "name", "properties": {"name": crs}}
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj))
     return path
 

@@ -163,6 +163,19 @@ def test_saved_click_log_replays(files, tmp_path) -> None:
     assert read_click_log(saved, (SIZE, SIZE), len(NAMES), TRANSFORM, CRS_UTM) == clicks()
 
 
+def test_named_click_log_replays_in_the_workflow(tmp_path) -> None:
+    """The file given to `dial refine` (class names, map coordinates) is a click log the DAG's human user reads."""
+    from dial_core.data.canonical import DatasetInfo, Sample, write_dataset
+    from dial_core.steps import recorded_clicks
+
+    image, label = scene()
+    info = write_dataset(tmp_path / "toy", DatasetInfo("toy", CLASSES, None, "test", "CC0"),
+                         [Sample("a0000", image, label, TRANSFORM, CRS_UTM)])
+    write_clicks(tmp_path / "clicks" / "toy" / "a0000.geojson", map_points(), "EPSG:32631")
+    evaluation = {"agent": "human", "agent_options": {"clicks": str(tmp_path / "clicks" / "{dataset}")}}
+    assert recorded_clicks(tmp_path / "toy", info, ["a0000"], ["a0000"], evaluation) == {"a0000": clicks()}
+
+
 # ------------------------------------------------------------------------------------------- errors
 def _fails(files, tmp_path, capsys, points, crs, *fragments: str, image: str = "image", extra=()) -> None:
     log = write_clicks(tmp_path / "bad.geojson", points, crs)
