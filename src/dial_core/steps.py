@@ -218,13 +218,15 @@ def calibrate_disca(root: Path, info: DatasetInfo, split: dict, model: Segmenter
 
 def recorded_clicks(root: Path, info: DatasetInfo, val_ids: Sequence[str], images: Sequence[str], evaluation: dict) -> dict[str, list[Click]]:
     """A person's clicks on each evaluated image when the agent replays them (``human``), else {}.
-    Clicks in map coordinates are mapped with each image's transform; a file for an image that is
+    Clicks in map coordinates are mapped with each image's transform, classes given by index or by
+    name (dataset.json's class names); a file for an image that is
     not a validation image, a missing file, a click outside its image or an unknown class stops
     with a DataError naming the file and the click."""
     if not needs_recorded(evaluation["agent"], evaluation.get("agent_options")):
         return {}
     files = check_click_folder(click_log_folder(evaluation.get("agent_options"), info.name), val_ids, images)
-    return {i: read_click_log(files[i], raster_shape(root, i), info.n_classes, *raster_georef(root, i)) for i in images}
+    return {i: read_click_log(files[i], raster_shape(root, i), info.n_classes, *raster_georef(root, i), info.class_names)
+            for i in images}
 
 
 def _tidy(rows: list[dict], **keys) -> pd.DataFrame:

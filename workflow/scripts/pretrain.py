@@ -16,11 +16,12 @@ def main() -> None:
     root = Path(sm.input.info).parent
     split = json.loads(Path(sm.input.split).read_text())
     start = time.perf_counter()
+    info = load_info(root)
     model, metrics = pretrain_network(
-        root, load_info(root), split, sm.params.network, sm.params.train, sm.params.tiling,
+        root, info, split, sm.params.network, sm.params.train, sm.params.tiling,
         sm.params.seed, pick_device(), sm.threads, Path(sm.params.state),
     )
-    save_checkpoint(sm.output.model, segmenter_state(model))
+    save_checkpoint(sm.output.model, segmenter_state(model, info.classes))  # classes: for `dial predict`
     metrics.update(dataset=sm.wildcards.dataset, network=sm.wildcards.network, seconds=time.perf_counter() - start)
     write_json(sm.output.metrics, metrics)
     Path(sm.params.state).unlink(missing_ok=True)  # the final model supersedes the resume state

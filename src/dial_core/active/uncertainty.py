@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from dial_core.active.acquisition import AcquisitionConfig, acquisition
 from dial_core.active.odin import odin_max_softmax
@@ -53,10 +54,12 @@ def predict_with_uncertainty(
     cfg: AcquisitionConfig | None = None,
     confidnet: torch.nn.Module | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Softmax (N, H, W) of a whole image and the ``name`` acquisition's map (H, W); None for random.
 
-    ``seed`` seeds the MC-dropout masks (the same seed, the same map).
+    ``seed`` seeds the MC-dropout masks (the same seed, the same map); ``progress`` shows a tqdm bar
+    over the windows.
     """
     member = acquisition(name)
     if member.needs == "confidnet" and confidnet is None:
@@ -70,7 +73,8 @@ def predict_with_uncertainty(
     probs = torch.zeros((model.spec.n_classes, height, width), device=device)
     scores = torch.zeros((height, width), device=device) if member.pixel_map is not None else None
     weight = torch.zeros((height, width), device=device)
-    for r, c, h, w in tile_windows(height, width, window, overlap):
+    for r, c, h, w in tqdm(tile_windows(height, width, window, overlap), desc=f"predict + {name}", unit="window",
+                           disable=not progress, leave=False):
         padded = pad_to_multiple(x[:, r : r + h, c : c + w].unsqueeze(0))
         p, m = _window(model, padded, name, cfg, confidnet, generator)
         probs[:, r : r + h, c : c + w] += p[:, :h, :w]

@@ -1,12 +1,17 @@
 """Click logs: the clicks a person gave on one image, as a GeoJSON FeatureCollection of Points.
 
-One file per image, ``<image_id>.geojson``, points in click order, each with an integer ``class``
-property (the class index of the dataset). Coordinates are pixel positions ``[col, row]`` (x to
-the right, y down; a fractional position is the pixel it falls in) unless the file carries a CRS
-(the GeoJSON 2008 ``crs`` member, ``{"type": "name", "properties": {"name": "EPSG:32631"}}``) and the
-image has a geotransform: then they are map coordinates, reprojected to the image's CRS when it
-differs and mapped to pixels with the inverse transform. The simulated ``human`` user replays these
-files; the interactive tools write them with :func:`write_click_log`.
+One file per image, ``<image_id>.geojson``, points in click order, each with a ``class`` property:
+the class index of the dataset, or its name when the reader is given the class names (the
+``dial refine`` command line and the workflow's replay are). Coordinates are pixel positions
+``[col, row]`` (x to the right, y down; a fractional position is the pixel it falls in) unless the
+file carries a CRS (the GeoJSON 2008 ``crs`` member, ``{"type": "name", "properties": {"name":
+"EPSG:32631"}}``) and the image has a geotransform: then they are map coordinates, reprojected to the
+image's CRS when it differs and mapped to pixels with the inverse transform. The simulated ``human``
+user replays these files; the interactive tools write them with :func:`write_click_log`.
+
+A click that falls outside the image is an error naming the click; when the mistake is probably the
+coordinate system (map coordinates without a ``crs`` member, or a ``crs`` member that is not the
+one the coordinates were taken in) the message says so and gives the image's extent.
 """
 
 from __future__ import annotations
@@ -50,10 +55,53 @@ def _points(obj: Any, source: str) -> list[tuple[float, float, Any]]:
     return points
 
 
-def parse_click_log(obj: Any, source: str, shape: tuple[int, int], n_classes: int, transform=None, crs=None) -> list[Click]:
+def _class_index(cls: Any, n_classes: int, class_names: Sequence[str] | None, where: str, source: str) -> int:
+    """The class index of a click's ``class`` property: an integer index, or a name of ``class_names``."""
+    if isinstance(cls, str) and class_names is not None:
+        if cls in class_names:
+            return list(class_names).index(cls)
+        raise DataError(f"{source}: {where} has class {cls!r}, which is not one of the classes "
+                        + ", ".join(f"{i} {name}" for i, name in enumerate(class_names)))
+    if isinstance(cls, bool) or not isinstance(cls, (int, float)) or cls != int(cls) or not 0 <= int(cls) < n_classes:
+        names = "" if class_names is None else " or one of the names " + ", ".join(class_names)
+        raise DataError(f"{source}: {where} has class {cls!r}; the 'class' property must be an integer "
+                        f"class index in 0..{n_classes - 1}{names}")
+    return int(cls)
+
+
+def _extent(shape: tuple[int, int], transform, crs) -> str:
+    """The image's footprint in map coordinates, for a message."""
+    from rasterio.transform import array_bounds
+
+    west, south, east, north = array_bounds(shape[0], shape[1], transform)
+    return f"x {west:.6g}..{east:.6g}, y {south:.6g}..{north:.6g}" + (f" in {crs}" if crs is not None else "")
+
+
+def _outside_hint(x: float, y: float, file_crs: str | None, shape: tuple[int, int], transform, crs) -> str:
+    """Why a click may have landed outside the image, when the coordinate system is the likely cause."""
+    if transform is None:
+        return "; coordinates are [col, row] pixels unless the file carries a crs"
+    extent = _extent(shape, transform, crs)
+    if file_crs is not None:
+        return f"; the image covers {extent}: is {file_crs} the coordinate system the clicks were taken in?"
+    col, row = ~transform * (x, y)
+    if 0 <= row < shape[0] and 0 <= col < shape[1]:
+        from rasterio.crs import CRS
+
+        epsg = None if crs is None else CRS.from_user_input(crs).to_epsg()
+        name = f"EPSG:{epsg}" if epsg else "EPSG:<code>"
+        return (f"; the file has no 'crs' member, so its coordinates are read as [col, row] pixels, but they lie in "
+                f"the image's map extent ({extent}): add \"crs\": {{\"type\": \"name\", \"properties\": "
+                f"{{\"name\": \"{name}\"}}}}")
+    return f"; coordinates are [col, row] pixels unless the file carries a crs (the image covers {extent})"
+
+
+def parse_click_log(obj: Any, source: str, shape: tuple[int, int], n_classes: int, transform=None, crs=None,
+                    class_names: Sequence[str] | None = None) -> list[Click]:
     """The clicks of a parsed click log, checked against the image: ``shape`` (H, W), ``n_classes``,
-    and its ``transform`` / ``crs`` (rasterio ``Affine`` / CRS or None). ``source`` names the file
-    in the errors, which also name the click (index, coordinates) at fault."""
+    and its ``transform`` / ``crs`` (rasterio ``Affine`` / CRS or None). With ``class_names`` a click's
+    class may be given by name. ``source`` names the file in the errors, which also name the click
+    (index, coordinates) at fault."""
     points = _points(obj, source)
     file_crs = _file_crs(obj)
     if file_crs == "":
@@ -73,7 +121,10 @@ def parse_click_log(obj: Any, source: str, shape: tuple[int, int], n_classes: in
         except CRSError as err:
             raise DataError(f"{source}: unknown crs {file_crs!r}: {err}") from None
         if crs is not None and CRS.from_user_input(crs) != source_crs:
-            xs, ys = reproject(source_crs, CRS.from_user_input(crs), xs, ys)
+            try:
+                xs, ys = reproject(source_crs, CRS.from_user_input(crs), xs, ys)
+            except Exception as err:  # GDAL/PROJ raise several types for impossible transformations
+                raise DataError(f"{source}: cannot transform the clicks from {file_crs} to the image's {crs}: {err}") from None
         inverse = ~transform
         cols_rows = [inverse * (x, y) for x, y in zip(xs, ys)]
     else:
@@ -84,23 +135,24 @@ def parse_click_log(obj: Any, source: str, shape: tuple[int, int], n_classes: in
         row, col = math.floor(row_f), math.floor(col_f)
         where = f"click {i} at ({x:g}, {y:g})" + ("" if file_crs is None else f" → pixel (col {col}, row {row})")
         if not (0 <= row < height and 0 <= col < width):
-            raise DataError(f"{source}: {where} lies outside the image ({height}×{width} px); "
-                            "coordinates are [col, row] pixels unless the file carries a crs")
-        if isinstance(cls, bool) or not isinstance(cls, (int, float)) or cls != int(cls) or not 0 <= int(cls) < n_classes:
-            raise DataError(f"{source}: {where} has class {cls!r}; the 'class' property must be an integer "
-                            f"class index in 0..{n_classes - 1}")
-        clicks.append(Click(row, col, int(cls)))
+            raise DataError(f"{source}: {where} lies outside the image ({height}×{width} px)"
+                            + _outside_hint(x, y, file_crs, shape, transform, crs))
+        clicks.append(Click(row, col, _class_index(cls, n_classes, class_names, where, source)))
     return clicks
 
 
-def read_click_log(path: str | Path, shape: tuple[int, int], n_classes: int, transform=None, crs=None) -> list[Click]:
+def read_click_log(path: str | Path, shape: tuple[int, int], n_classes: int, transform=None, crs=None,
+                   class_names: Sequence[str] | None = None) -> list[Click]:
     """The clicks of the file ``path`` (see :func:`parse_click_log`)."""
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: the click log does not exist; write the clicks as a GeoJSON FeatureCollection of "
+                        "Points with a 'class' property")
     try:
         obj = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: cannot read the click log: {err}") from None
-    return parse_click_log(obj, str(path), shape, n_classes, transform, crs)
+    return parse_click_log(obj, str(path), shape, n_classes, transform, crs, class_names)
 
 
 def click_log_folder(options: Mapping[str, Any] | None, dataset: str) -> Path:

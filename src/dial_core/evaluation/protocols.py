@@ -75,15 +75,16 @@ class _Scene:
     """One image under evaluation: what context encodings (GF, C-PM, C-GT) may look at."""
 
     image: np.ndarray
-    label: np.ndarray
+    label: np.ndarray | None  # None: a person's clicks on an unlabelled image (dial refine; no C-GT)
     initial: np.ndarray  # prediction before any click (C-PM encodes against it)
 
     def channels(self, model: Segmenter, clicks: Sequence[Click], window: tuple[int, int, int, int] | None = None) -> np.ndarray:
-        r, c, h, w = window or (0, 0, *self.label.shape)
+        r, c, h, w = window or (0, 0, *self.initial.shape)
         local = [k.shifted(r, c) for k in clicks]
         crop = (slice(r, r + h), slice(c, c + w))
         return model.spec.click_encoder()(
-            local, (h, w), image=self.image[crop], prediction=self.initial[crop], label=self.label[crop]
+            local, (h, w), image=self.image[crop], prediction=self.initial[crop],
+            label=None if self.label is None else self.label[crop],
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from dial_core.data.tiling import tile_windows
 from dial_core.models.segmenter import SIZE_MULTIPLE, Segmenter, network_input
@@ -37,9 +38,11 @@ def predict_probs(
     annotations: np.ndarray | None,
     window: int = 512,
     overlap: int = 128,
+    progress: bool = False,
 ) -> tuple[np.ndarray, None]:
     """Softmax (N, H, W) of a whole image, averaged over overlapping windows (and None: the map
-    slot of :func:`dial_core.active.uncertainty.predict_with_uncertainty`)."""
+    slot of :func:`dial_core.active.uncertainty.predict_with_uncertainty`). ``progress``: a tqdm bar
+    over the windows (the command line's long predictions)."""
     model.eval()
     device = next(model.parameters()).device
     n = model.spec.n_classes
@@ -47,7 +50,8 @@ def predict_probs(
     height, width = image.shape[:2]
     probs = torch.zeros((n, height, width), device=device)
     weight = torch.zeros((height, width), device=device)
-    for r, c, h, w in tile_windows(height, width, window, overlap):
+    for r, c, h, w in tqdm(tile_windows(height, width, window, overlap), desc="predict", unit="window",
+                           disable=not progress, leave=False):
         logits, _ = forward_window(model, x[:, r : r + h, c : c + w])
         probs[:, r : r + h, c : c + w] += torch.softmax(logits, dim=0)
         weight[r : r + h, c : c + w] += 1

@@ -112,9 +112,15 @@ def network_input(image: np.ndarray, annotations: np.ndarray | None, n_channels:
     return torch.cat([rgb, torch.from_numpy(np.ascontiguousarray(annotations, dtype=np.float32))])
 
 
-def segmenter_state(model: Segmenter) -> dict:
-    """The payload of a trained-network checkpoint: enough to rebuild it without params."""
-    return {"spec": spec_to_dict(model.spec), "state_dict": model.state_dict()}
+def segmenter_state(model: Segmenter, classes: list[dict] | None = None) -> dict:
+    """The payload of a trained-network checkpoint: enough to rebuild it without params. ``classes``
+    (dataset.json's ``[{"name", "color"}]``) lets the command line name and colour its outputs."""
+    payload = {"spec": spec_to_dict(model.spec), "state_dict": model.state_dict()}
+    if classes is not None:
+        if len(classes) != model.spec.n_classes:
+            raise ValueError(f"{len(classes)} classes given for a network of {model.spec.n_classes}")
+        payload["classes"] = [{"name": str(c["name"]), "color": [int(v) for v in c["color"]]} for c in classes]
+    return payload
 
 
 def segmenter_from_state(payload: dict) -> Segmenter:
