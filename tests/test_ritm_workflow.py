@@ -104,6 +104,12 @@ def test_a_checkpoint_that_does_not_fit_names_the_file_and_what_differs(tmp_path
     torch.save({"epoch": 3}, junk)
     with pytest.raises(CheckpointError, match="holds no state dict"):
         user_checkpoint(junk, SMALL)
+    pickled = tmp_path / "pickled.pt"
+    torch.save(torch.nn.Linear(2, 2), pickled)  # a whole pickled module, as RITM saves its config objects
+    with pytest.raises(CheckpointError, match=r"ritm.checkpoint .*pickled.pt cannot be loaded with weights_only=True"):
+        user_checkpoint(pickled, SMALL)
+    with pytest.raises(CheckpointError, match="nosuch.pt does not exist"):
+        user_checkpoint(tmp_path / "nosuch.pt", SMALL)
     with pytest.raises(CheckpointError, match="not a RITM checkpoint"):
         ritm_from_payload({"state_dict": state}, path)
 
@@ -238,8 +244,8 @@ def test_a_user_checkpoint_replaces_the_source_and_the_inria_preset_plans_the_st
     assert own.returncode == 0, own.stderr[-3000:]
     assert "synthetic_b_buildings" not in own.stdout + own.stderr  # no source dataset, no source model
     assert _counts(own.stdout + own.stderr)["ritm_no_training"] == 1
-    preset = run_snakemake(tmp_path, "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"),
-                           str(ROOT / "config/ritm_inria.yaml"), "ritm_all")
+    preset = run_snakemake(tmp_path, "ritm_all", "-n", "--cores", "1", "--configfile", str(tmp_path / "params.yaml"),
+                           str(ROOT / "config/ritm_inria.yaml"))
     assert preset.returncode == 0, preset.stderr[-3000:]
     output = preset.stdout + preset.stderr
     assert "data/raw/inria_noc/aerialimagelabeling.7z.005" in output and "data/models/ritm/airs_noc/from_scratch.pt" in output

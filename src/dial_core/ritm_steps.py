@@ -44,7 +44,6 @@ from dial_core.evaluation.noc_protocol import (
     ritm_crop_protocol,
 )
 from dial_core.evaluation.noc import foreground_iou
-from dial_core.models.checkpoint import load_checkpoint
 from dial_core.models.ritm import MAP_CHANNELS, RITMNet
 from dial_core.training.crops import raster_crop_source
 from dial_core.training.ritm_training import RitmTrainConfig, train_ritm
@@ -83,9 +82,9 @@ def ritm_from_payload(payload: Mapping, path: str | Path = "checkpoint") -> tupl
 def state_dict_of(payload: Mapping, path: str | Path) -> dict[str, torch.Tensor]:
     """The weights inside a checkpoint: ``payload['state_dict']`` (this workflow's, RITM's own) or the
     payload itself when it is a plain state dict."""
-    state = payload.get("state_dict", payload)
+    state = payload.get("state_dict", payload) if isinstance(payload, Mapping) else payload
     if not isinstance(state, Mapping) or not state or not all(torch.is_tensor(v) for v in state.values()):
-        raise CheckpointError(f"{path} holds no state dict of tensors (keys: {', '.join(list(payload)[:8])}); "
+        raise CheckpointError(f"{path} holds no state dict of tensors (a {type(payload).__name__}{': ' + ', '.join(map(str, list(payload)[:8])) if isinstance(payload, Mapping) else ''}); "
                               "give a file saved with torch.save(model.state_dict()) or a RITM checkpoint of this workflow")
     return dict(state)
 
@@ -116,7 +115,14 @@ def check_fits(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: 
 def user_checkpoint(path: str | Path, network: Mapping) -> RITMNet:
     """A user's checkpoint for ``no_training``, loaded into ``ritm.network`` (weights_only); one that
     does not fit fails with :func:`check_fits`'s message."""
-    payload = load_checkpoint(path)
+    if not Path(path).is_file():
+        raise CheckpointError(f"ritm.checkpoint {path} does not exist; give the path of a RITMNet checkpoint or null")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # e.g. a full pickle (RITM saves its config objects): weights_only refuses it
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"ritm.checkpoint {path} cannot be loaded with weights_only=True ({type(exc).__name__}: {first}); "
+                              "it must hold tensors only: re-save it with torch.save({'state_dict': model.state_dict()}, path)") from None
     model = build_ritm(network)
     state = state_dict_of(payload, path)
     check_fits(model, state, path, network)
