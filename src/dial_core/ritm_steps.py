@@ -254,7 +254,7 @@ def evaluate_network_model(root: Path, info: DatasetInfo, split: Mapping, model,
                            evaluation: Mapping, protocol: Mapping, seed: int) -> pd.DataFrame:
     """A project network (AC, DISCA …) on the same crops, clicked by the ``ritm`` user
     (:func:`network_crop_protocol`); ``evaluation``: the params' section with the method's lr resolved
-    (a number or the calibration's, :func:`dial_core.steps.with_disca_lr`)."""
+    (:func:`network_evaluation`)."""
     from dial_core.steps import interaction_config
 
     check_binary_dataset(info, f"RITM evaluation of {network}/{method}")
