@@ -24,6 +24,7 @@ include: "workflow/rules/confidnet.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analyses.smk"
 include: "workflow/rules/pool.smk"
+include: "workflow/rules/ritm.smk"
 include: "workflow/rules/report.smk"
 
 

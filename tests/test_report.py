@@ -27,9 +27,22 @@ def test_click_summary_gain_and_noc():
     row = click_summary(frame, [0.8, 0.85, 0.9]).iloc[0]
     assert row["initial_miou"] == pytest.approx(0.65) and row["final_miou"] == pytest.approx(0.83)
     assert row["gain"] == pytest.approx(0.18)
-    assert row["noc@80"] == pytest.approx((1 + 3) / 2)  # i2 never reaches 0.8: counted as the budget (3)
-    assert row["noc@90"] == pytest.approx((3 + 3) / 2)
-    assert row[">=3@85"] == pytest.approx(0.5)
+    # the run made 3 clicks, under report.noc_budget (20): the budget is cut to them
+    assert row["noc_budget"] == 3 and row["clicks"] == 3
+    assert row["noc_miou@80"] == pytest.approx((1 + 3) / 2)  # i2 never reaches 0.8: counted as the budget (3)
+    assert row["noc_miou@90"] == pytest.approx((3 + 3) / 2)
+    assert row["never_miou@85"] == pytest.approx(0.5)
+    assert not any(c.startswith(("noc@", ">=")) for c in row.index)  # the binary NoC's names stay its own
+
+
+def test_click_summary_budget_is_a_parameter():
+    frame = tidy({("m", "i1"): [0.70, 0.75, 0.82, 0.86, 0.91], ("m", "i2"): [0.80, 0.81, 0.82, 0.83, 0.84]})
+    row = click_summary(frame, [0.85], budget=2).iloc[0]
+    assert row["noc_budget"] == 2
+    assert row["noc_miou@85"] == pytest.approx(2.0)  # neither reaches 0.85 by step 2
+    assert row["never_miou@85"] == pytest.approx(1.0)
+    row = click_summary(frame, [0.85], budget=20).iloc[0]
+    assert row["noc_miou@85"] == pytest.approx((3 + 4) / 2) and row["never_miou@85"] == pytest.approx(0.5)
 
 
 def test_patch_summary_rewards_early_gains():

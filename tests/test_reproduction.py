@@ -79,7 +79,7 @@ def test_paper_numbers_load_with_their_columns_and_unique_keys():
     assert set(paper["metric"]) <= METRICS
     assert set(paper["qualifier"]) <= QUALIFIERS
     assert (paper["source"].str.len() > 0).all()
-    assert {"DISIR", "DISCA", "DIAL", "Area Disagreement"} == set(paper["paper"])
+    assert {"DISIR", "DISCA", "DIAL", "Area Disagreement", "Satellite NoC report"} == set(paper["paper"])
     for setting in paper["setting"]:  # key=value pairs, or a plain unit text (Table II)
         assert parse_setting(setting) or "per" in setting
 

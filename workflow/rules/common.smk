@@ -16,6 +16,8 @@ from dial_core.config import command_line_layers, load_schema, validate_params
 from dial_core.data.adapters import SOURCE_OPTIONS, source_files
 from dial_core.interactive.methods import METHODS, adaptation_settings, adapting, of_family
 from dial_core.active.pool import pool_strategies
+from dial_core.ritm_study import EXPERIMENTS, needs_source
+from dial_core.ritm_study import experiments as ritm_experiments
 from dial_core.studies import expand_networks
 
 with exit_on_config_error():  # each violation names the file that set its key: params.yaml, an overlay, --config
@@ -55,8 +57,22 @@ class _Datasets(dict):
         )
 
 
-# every dataset the run prepares: the main one and the transfer targets (domain adaptation)
+# every dataset the run prepares: the main one, the transfer targets (domain adaptation) and, when
+# ritm.enabled, the RITM study's binary dataset and its source
 DATASETS = _Datasets({DATASET: config["dataset"], **{d["name"]: d for d in TRANSFER["targets"]}})
+RITM = config.get("ritm") or {}
+RITM_ENABLED = bool(RITM.get("enabled"))
+if RITM_ENABLED:
+    with exit_on_config_error():
+        RITM_NEEDS_SOURCE = needs_source(RITM)
+    for _key in ("dataset", "source") if RITM_NEEDS_SOURCE else ("dataset",):
+        _definition = RITM[_key]
+        if DATASETS.get(_definition["name"], _definition) != _definition:  # one name, one dataset
+            raise SystemExit(f"error: ritm.{_key} is named {_definition['name']!r} like another dataset of this run with a "
+                             "different definition (dataset or transfer.targets); give it its own name")
+        DATASETS[_definition["name"]] = _definition
+    if RITM_NEEDS_SOURCE and RITM["source"]["name"] == RITM["dataset"]["name"]:
+        raise SystemExit("error: ritm.source must be another dataset than ritm.dataset (it stands for a model trained elsewhere)")
 TRANSFER_TARGETS = [d["name"] for d in TRANSFER["targets"]]
 with exit_on_config_error():
     ALL_NETWORKS, STUDY_ENTRIES = expand_networks(config["pretrain"])

@@ -72,6 +72,7 @@ rule report:
         code=code("report", "evaluation/metrics"),
     params:
         noc_thresholds=config["report"]["noc_thresholds"],
+        noc_budget=config["report"].get("noc_budget", 20),
         main_networks=NETWORKS,
     log:
         "logs/report.log",
@@ -91,6 +92,7 @@ rule report_all:
         "reports/figures/transfer_patches.png" if transfer_patch_tables() else [],
         analysis_reports(),
         pool_reports(),
+        ritm_reports(),
         "reports/reproduction.md",
 
 
@@ -139,6 +141,7 @@ rule report_transfer:
         code=code("report", "evaluation/metrics"),
     params:
         noc_thresholds=config["report"]["noc_thresholds"],
+        noc_budget=config["report"].get("noc_budget", 20),
         networks=TRANSFER["networks"],
     log:
         "logs/report_transfer.log",
@@ -169,7 +172,9 @@ def reproduction_inputs(wildcards):
     if pool_tables():
         inputs["pool"] = "reports/tables/pool.csv"
         inputs["pool_full"] = "reports/tables/pool_full.csv"
-    inputs["calibrations"] = calibration_files()
+    if ritm_tables():
+        inputs["ritm"] = "reports/tables/ritm.csv"
+    inputs["calibrations"] = calibration_files() + ritm_calibration_files()
     return inputs
 
 

@@ -18,7 +18,7 @@ def main() -> None:
     for figure, path in ((miou_vs_clicks(clicks), sm.output.clicks_figure), (miou_vs_patches(patches), sm.output.patches_figure)):
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=120, format="png")
-    click_table = click_summary(clicks, sm.params.noc_thresholds)
+    click_table = click_summary(clicks, sm.params.noc_thresholds, sm.params.noc_budget)
     patch_table = patch_summary(patches)
     pretrain = json.loads(Path(sm.input.pretrain).read_text())
     write_text(sm.output.summary, summary_markdown(pretrain, click_table, patch_table))

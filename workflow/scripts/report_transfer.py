@@ -15,7 +15,7 @@ def main() -> None:
     frame = pd.concat([own, transfer], ignore_index=True)
     frame["domain"] = frame["train_dataset"] + " → " + frame["dataset"]
     summary = pd.concat(
-        [click_summary(group, sm.params.noc_thresholds).assign(domain=domain) for domain, group in frame.groupby("domain")],
+        [click_summary(group, sm.params.noc_thresholds, sm.params.noc_budget).assign(domain=domain) for domain, group in frame.groupby("domain")],
         ignore_index=True,
     )
     write_csv(sm.output.table, summary)

@@ -14,6 +14,16 @@ Conventions (RITM ``isegm/inference/utils.py``; the satellite-building report, i
   gives 0/0 = NaN there; the report drops crops without buildings). The multi-class tables score
   mIoU over classes, background included, and their curves start with step 0 = no click:
   :func:`noc_miou` counts those (0 when already reached without a click).
+
+Names in the tables, so the two families never mix:
+
+- binary (the RITM study, :mod:`dial_core.evaluation.noc_protocol`, ``reports/ritm_table1.*``):
+  ``noc{B}@{t}``, ``over{B}@{t}`` (RITM's ≥B@t), ``never{B}@{t}``, ``avg{B}_iou``, ``iou@k``, with
+  B = ``ritm.evaluation.budget`` (20) and t in points (80, 85, 90);
+- multi-class (``report.summaries.click_summary``, ``reports/metrics/evaluation.json``,
+  ``reports/summary.md``): ``noc_miou@{t}`` (:func:`noc_miou`, clicks from step 0) and
+  ``never_miou@{t}`` (still below t after the budget), with the budget ``report.noc_budget`` (20)
+  cut to the clicks the run made (column ``noc_budget``), thresholds ``report.noc_thresholds``.
 """
 
 from __future__ import annotations

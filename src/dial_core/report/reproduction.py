@@ -25,7 +25,9 @@ Not transcribed (no number in the text, or outside what the workflow runs today)
   5 %, 10 %, 4 %" and "up to 5 % vs 4 %" give no patch count to read them at; their stated
   orderings (ODIN worst, uncertainty above random) are transcribed as signs. Fig. 8's curves,
   Fig. 9's bins (the text's direction only), Fig. 13 (examples) — plots only.
-- The RITM satellite report (NoC): not in the workflow yet. Area Disagreement Table I's 0.6 / 0.625
+- The RITM satellite report: Figs. 7 and 8 (curves only; drawn by the ``report_ritm`` rule), Figs. 9–14
+  (examples). Its Table 1 is transcribed, with the text's ≈ 0.82 IoU of published supervised models
+  as the "not interactive" counterpart. Area Disagreement Table I's 0.6 / 0.625
   rows (absolute IoU on Cityscapes; its 0.65 / 0.67 rows are kept as 95 % / 97.5 % of full training).
 """
 
@@ -50,9 +52,10 @@ METRICS = {
     "objects_per_image_ratio_to_random", "objects_per_image_ratio_to_entropy", "classes_per_image", "classes_per_image_minus_random",
     "miou_gain_independent_minus_dependent", "iou_gain_dependent_minus_independent",
     "initial_miou_sequential_minus_reinitialised", "miou_sequential_minus_reinitialised",
+    "noc", "over_budget_share", "avg_iou", "avg_iou_std",
 }
 QUALIFIERS = {"=", "≈", ">", "<"}
-TABLES = ("clicks", "patches", "transfer", "studies", "sequential", "control", "users", "crops", "pool", "pool_full")
+TABLES = ("clicks", "patches", "transfer", "studies", "sequential", "control", "users", "crops", "pool", "pool_full", "ritm")
 # our dataset names that are one of the papers' datasets; others are matched by their classes
 PAPER_DATASET = {"potsdam": "ISPRS Potsdam", "isprs": "ISPRS Potsdam", "inria": "INRIA", "airs": "AIRS"}
 
@@ -381,6 +384,30 @@ def ad_fig_4(t: Tables, network: str) -> list[dict]:
     return out
 
 
+def satellite_table_1(t: Tables, network: str) -> list[dict]:
+    """The report's Table 1 from the RITM study's tidy table (``ritm``): NoC20@80/90, ≥20@80 (RITM's
+    count, in % of crops), Avg20 IoU ± std (points) per experiment, and the click-free IoU of the
+    not-interactive network beside the report's ≈ 82 of published supervised models."""
+    frame = t.get("ritm")
+    if frame is None or frame.empty or not (frame["model"] == "ritm").any():
+        return []
+    from dial_core.report.noc_study import table_1  # the study's own table (imports torch)
+
+    summary = table_1(frame[frame["model"] == "ritm"], (0.8, 0.9))
+    budget = int(summary["budget"].iloc[0])
+    at = _at("clicks", 20, budget)
+    rows = []
+    for _, s in summary.iterrows():
+        if s["experiment"] == "not_interactive":
+            rows.append(_row("not_interactive", "avg_iou", "clicks=0", 100 * s["iou@1"], "its click-free IoU"))
+            continue
+        rows += [_row(s["experiment"], "noc", f"clicks=20; iou={t}", s[f"noc{budget}@{round(float(t) * 100)}"], at) for t in ("0.8", "0.9")]
+        rows += [_row(s["experiment"], "over_budget_share", "clicks=20; iou=0.8", 100 * s[f"over{budget}@80"], at),
+                 _row(s["experiment"], "avg_iou", "clicks=20", 100 * s[f"avg{budget}_iou"], at),
+                 _row(s["experiment"], "avg_iou_std", "clicks=20", 100 * s[f"avg{budget}_iou_std"], at)]
+    return rows
+
+
 # DIAL Table V's encodings → the study entry that trained them (binary: DIAL's 1.5 px disks variant)
 ENCODING_ENTRIES = {"binary": ("variant", "binary_disk"), "dt": ("encoding", "dt"), "cpm": ("encoding", "cpm"),
                     "cgt": ("encoding", "cgt"), "gf": ("encoding", "gf")}
@@ -547,6 +574,8 @@ REGISTRY: dict[str, Item] = {
                                       "config/active.yaml", ad_table_i),
     "Area Disagreement Fig. 4": Item("Diversity of the selected batches (first 6 iterations)", ("pool",), "config/active.yaml", ad_fig_4),
     "DIAL Fig. 12": Item("App. B: uncertain vs random pixel anywhere", ("crops",), "config/analyses.yaml", dial_fig_12),
+    "Satellite NoC report Table 1": Item("RITM on building crops: NoC20@80/90, ≥20@80, Avg20 IoU (also reports/ritm_table1.md)",
+                                         ("ritm",), "config/ritm.yaml", satellite_table_1),
 }
 
 
