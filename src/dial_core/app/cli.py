@@ -30,7 +30,7 @@ from pathlib import Path
 
 from dial_core.errors import ConfigError, DataError, DialError
 
-log = logging.getLogger("dial")
+log = logging.getLogger("dial.cli")  # its own logger: run_step reports through "dial", whose handlers this one must not replace
 
 # params.yaml evaluation.disca (the default run); tests/test_cli_refine.py checks they agree
 DISCA_DEFAULTS = {"steps": 3, "regularisation": 1.0, "p0": "initial", "ac_drop_probability": 1.0, "window": 128}
