@@ -8,13 +8,13 @@ classes) comes from one :class:`ClassTable`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dial_core.errors import CheckpointError, DataError
+from dial_core.json_files import read_json
 
 Colour = tuple[int, int, int]
 
@@ -78,14 +78,8 @@ class ClassTable:
 
 def dataset_classes(path: str | Path) -> ClassTable:
     """The classes of a ``dataset.json`` (the canonical dataset format's)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist; give the dataset.json of the data the model was trained on "
-                        "(data/processed/<dataset>/dataset.json)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read the classes: {err}") from None
+    raw = read_json(path, "dataset description", "give the dataset.json of the data the model was trained on "
+                    "(data/processed/<dataset>/dataset.json)")
     if not isinstance(raw, Mapping) or "classes" not in raw:
         raise DataError(f"{path} has no 'classes' list; give a dataset.json of the canonical format")
     return ClassTable.from_entries(raw["classes"], str(path))

@@ -25,6 +25,7 @@ from typing import Any
 from dial_core.atomic import write_text
 from dial_core.clicks.types import Click
 from dial_core.errors import DataError
+from dial_core.json_files import read_json
 
 SUFFIX = ".geojson"
 DEFAULT_FOLDER = "data/clicks/{dataset}"  # evaluation.agent_options.clicks when unset
@@ -144,14 +145,7 @@ def parse_click_log(obj: Any, source: str, shape: tuple[int, int], n_classes: in
 def read_click_log(path: str | Path, shape: tuple[int, int], n_classes: int, transform=None, crs=None,
                    class_names: Sequence[str] | None = None) -> list[Click]:
     """The clicks of the file ``path`` (see :func:`parse_click_log`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: the click log does not exist; write the clicks as a GeoJSON FeatureCollection of "
-                        "Points with a 'class' property")
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: cannot read the click log: {err}") from None
+    obj = read_json(path, "click log", "write the clicks as a GeoJSON FeatureCollection of Points with a 'class' property")
     return parse_click_log(obj, str(path), shape, n_classes, transform, crs, class_names)
 
 

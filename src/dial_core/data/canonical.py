@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from dial_core.atomic import atomic_path, write_json
 from dial_core.errors import DataError
+from dial_core.json_files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -316,13 +316,8 @@ def _check_id(image_id: str, root: Path) -> None:
 
 
 def load_info(root: str | Path) -> DatasetInfo:
-    path = Path(root) / "dataset.json"
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing; run the dataset preparation rule first") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON ({err}); delete it and prepare the dataset again") from None
+    raw = read_json(Path(root) / "dataset.json", "dataset description", "run the dataset preparation rule first",
+                    "delete it and prepare the dataset again")
     return DatasetInfo(**raw)
 
 
