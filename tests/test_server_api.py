@@ -240,3 +240,45 @@ def test_page_and_static_files(folder) -> None:
     assert page.status_code == 200 and "<title>dial</title>" in page.text
     assert client.get("/static/app.js").text == "// page"
     assert_error(client.get("/static/missing.js"), 404, folder)
+
+
+# ------------------------------------------------------------------ the command line
+def test_serve_command_builds_the_session(folder, monkeypatch, capsys) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import rasterio as rio
+
+    from cli_support import save_model, write_scene
+    from dial_core.app import serve_cmd
+    from dial_core.app.cli import main
+
+    model = save_model(folder / "model.pt")
+    labels = folder / "labels.tif"
+    if not (folder / "scene.tif").exists():
+        write_scene(folder / "scene.tif")
+    with rio.open(folder / "scene.tif") as src:
+        profile = {**src.profile, "count": 1}
+    with rio.open(labels, "w", **profile) as dst:
+        dst.write(scene()[1], 1)
+    seen = {}
+    monkeypatch.setattr(serve_cmd, "serve", lambda session, host, port, quiet: seen.update(session=session, host=host, port=port))
+    monkeypatch.chdir(folder)
+    args = ["serve", "scene.tif", "--model", str(model), "--labels", str(labels), "--window", "128", "--overlap", "32",
+            "--quiet", "--lr", "1e-4"]
+    assert main(args) == 0
+    session = seen["session"]
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8765)
+    assert session.state_dir == Path("scene.dial") and session.config.disca.lr == 1e-4
+    assert session.state()["miou"] is not None and session.config.window == 128
+    session.add_click(10, 10, 1)
+    assert (folder / "scene.dial" / "session.json").is_file()
+    assert main([*args, "--host", "0.0.0.0"]) == 1
+    assert "--allow-remote" in capsys.readouterr().err
+    assert main([*args[:-2], "--host", "0.0.0.0", "--allow-remote", "--port", "9000"]) == 0  # no --lr: DISCA off
+    assert seen["port"] == 9000 and seen["session"].config.disca is None and len(seen["session"].stacks.clicks) == 1
+    assert main([*args, "--labels", str(folder / "scene.tif")]) == 1
+    assert "one uint8 band" in capsys.readouterr().err
+    result = subprocess.run([sys.executable, "-m", "dial_core.app.cli", "serve", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--allow-remote" in result.stdout and "--labels" in result.stdout

@@ -1,4 +1,6 @@
-"""``dial predict | refine | suggest``: a trained network on a person's own image, from the command line.
+"""``dial predict | refine | suggest | serve``: a trained network on a person's own image, from the command line.
+
+``serve`` (the web page) lives in :mod:`dial_core.app.serve_cmd`; this module dispatches.
 
 A thin layer: it reads the files, calls the array functions of :mod:`dial_core.app` and
 :mod:`dial_core.interactive.refine`, and writes the results atomically. Errors a user can act on
@@ -178,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="dial", description="A trained DIAL network on your own image: predict, refine with clicks, suggest where "
-        "to look next. Outputs keep the image's CRS and transform; an image without georeferencing works in pixels.",
+        "to look next, or do all of it in a web page (serve). Outputs keep the image's CRS and transform; an image without georeferencing works in pixels.",
         epilog="`dial COMMAND --help` describes each command. README section \"Refine your own image\" walks through them.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -232,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--out", required=True, metavar="NEXT.geojson|NEXT.gpkg", help="the patches as polygons")
     suggest.add_argument("--confidnet", metavar="C.pt", help="the ConfidNet head, for --acquisition confidnet")
     suggest.set_defaults(run=cmd_suggest)
+
+    from dial_core.app.serve_cmd import add_parser as add_serve
+
+    add_serve(commands)
     return parser
 
 
