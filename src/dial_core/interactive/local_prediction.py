@@ -14,7 +14,8 @@ near one second. A batch is not always computed as its windows alone, though: on
 kernels by shape, and with 128² windows a batch of four differs from single passes in the last bit
 while with 512² windows it does not. So the predictor checks once, on the first windows of its first
 pass, that a batch gives exactly the single passes' softmax, and infers one window at a time when it
-does not (``batch`` says which it uses). On a GPU windows go one at a time.
+does not (``batch`` says which it uses). On a GPU windows go one at a time. ``dial serve`` asks for
+batches (``batch=None``); the evaluation protocols keep one window per pass.
 
 Why it is local: a click changes the channels within ``ClickEncoder.reach`` px of itself only, so the
 channels are re-encoded on a crop around it (clicks, guide and maps of the crop only) and compared
@@ -75,9 +76,10 @@ class ClickPredictor:
     """
 
     def __init__(self, model: Segmenter, image: np.ndarray, window: int, overlap: int,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, batch: int | None = None):
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, batch: int | None = 1):
         self.model, self.image = model, image
-        # windows per forward pass: CPU_BATCH on a CPU (faster, same values), else 1 (see the module's notes)
+        # windows per forward pass (see the module's notes): None = CPU_BATCH on a CPU, 1 on a GPU, when exact.
+        # 1 by default: the protocols' predictors run one pass per image, where the check would cost more
         on_cpu = next(model.parameters()).device.type == "cpu"
         self.batch = 1
         requested = batch if batch is not None else (CPU_BATCH if on_cpu else 1)
