@@ -6,7 +6,7 @@
 const $ = (id) => document.getElementById(id);
 const COLOR = /^#[0-9a-fA-F]{6}$/;
 
-const page = {
+const dial = {
   info: null,        // GET /api/info
   state: null,       // last GET /api/state (or the state of a change's answer)
   cls: 0,            // the chosen class
@@ -45,15 +45,15 @@ function setStatus(text, kind) {
 
 // Run a change after the previous ones (clicks made while one is computed are kept, in order).
 function enqueue(task) {
-  page.queue = page.queue.then(task).catch((err) => setStatus(`Error: ${err.message}`, "error"));
-  return page.queue;
+  dial.queue = dial.queue.then(task).catch((err) => setStatus(`Error: ${err.message}`, "error"));
+  return dial.queue;
 }
 
 // ---------------------------------------------------------------------------- coordinates
 // Image pixel (row, col) <-> Leaflet: map.unproject([col, row], Z) (contract: "Coordinates").
-const toLatLng = (row, col) => page.map.unproject([col, row], page.info.max_zoom);
+const toLatLng = (row, col) => dial.map.unproject([col, row], dial.info.max_zoom);
 function toPixel(latlng) {
-  const p = page.map.project(latlng, page.info.max_zoom);
+  const p = dial.map.project(latlng, dial.info.max_zoom);
   return { row: Math.floor(p.y), col: Math.floor(p.x) };
 }
 const pixelBounds = (row0, col0, row1, col1) => L.latLngBounds(toLatLng(row1, col0), toLatLng(row0, col1));
@@ -62,10 +62,10 @@ const pixelBounds = (row0, col0, row1, col1) => L.latLngBounds(toLatLng(row1, co
 const tileUrl = (layer, version) => `/api/tiles/${layer}/{z}/{x}/{y}.png` + (version === undefined ? "" : `?v=${version}`);
 
 function tileLayer(key, url, options) {
-  const { width, height, max_zoom: z } = page.info;
-  page.urls[key] = url;
+  const { width, height, max_zoom: z } = dial.info;
+  dial.urls[key] = url;
   return L.tileLayer(url, {
-    tileSize: page.info.tile_size, minZoom: -2, maxZoom: z + 4, minNativeZoom: 0, maxNativeZoom: z,
+    tileSize: dial.info.tile_size, minZoom: -2, maxZoom: z + 4, minNativeZoom: 0, maxNativeZoom: z,
     bounds: pixelBounds(0, 0, height, width), noWrap: true, keepBuffer: 1, ...options,
   });
 }
@@ -73,33 +73,33 @@ function tileLayer(key, url, options) {
 // Point a layer at a new version. On the map, a new layer loads over the old one, which goes only
 // once the new tiles are in (no blank flash); resolves then (or after 15 s).
 function refreshLayer(key, url) {
-  const old = page.layers[key];
-  if (page.urls[key] === url) return Promise.resolve();
-  page.urls[key] = url;
-  if (!page.map.hasLayer(old)) { old.setUrl(url, true); return Promise.resolve(); }
+  const old = dial.layers[key];
+  if (dial.urls[key] === url) return Promise.resolve();
+  dial.urls[key] = url;
+  if (!dial.map.hasLayer(old)) { old.setUrl(url, true); return Promise.resolve(); }
   const fresh = L.tileLayer(url, old.options);
-  page.layers[key] = fresh;
+  dial.layers[key] = fresh;
   return new Promise((resolve) => {
     const done = () => { clearTimeout(timer); old.remove(); resolve(); };
     const timer = setTimeout(done, 15000);
     fresh.once("load", done);
-    fresh.addTo(page.map);
+    fresh.addTo(dial.map);
   });
 }
 
 // ---------------------------------------------------------------------------- rendering
 function className(index) {
-  const c = page.info.classes[index];
+  const c = dial.info.classes[index];
   return c ? c.name : `class ${index}`;
 }
 function classColor(index) {
-  const c = page.info.classes[index];
+  const c = dial.info.classes[index];
   return c && COLOR.test(c.color) ? c.color : "#888888";
 }
 
 function chooseClass(index) {
-  if (!page.info || index < 0 || index >= page.info.classes.length) return;
-  page.cls = index;
+  if (!dial.info || index < 0 || index >= dial.info.classes.length) return;
+  dial.cls = index;
   for (const button of document.querySelectorAll("button.class-button")) {
     button.classList.toggle("active", Number(button.dataset.class) === index);
     button.setAttribute("aria-pressed", String(Number(button.dataset.class) === index));
@@ -108,7 +108,7 @@ function chooseClass(index) {
 
 function buildClassButtons() {
   const box = $("classes");
-  page.info.classes.forEach((c, i) => {
+  dial.info.classes.forEach((c, i) => {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "class-button";
@@ -126,17 +126,17 @@ function buildClassButtons() {
 }
 
 function drawClicks(clicks) {
-  page.clicks.clearLayers();
+  dial.clicks.clearLayers();
   clicks.forEach((k, i) => {
     L.circleMarker(toLatLng(k.row + 0.5, k.col + 0.5), {
       radius: 6, weight: 2, color: "#ffffff", fillColor: classColor(k.class), fillOpacity: 1, interactive: false,
-    }).bindTooltip(`${i + 1}: ${className(k.class)} (row ${k.row}, col ${k.col})`).addTo(page.clicks);
+    }).bindTooltip(`${i + 1}: ${className(k.class)} (row ${k.row}, col ${k.col})`).addTo(dial.clicks);
   });
 }
 
 function showNumbers(state) {
   const miou = $("miou");
-  if (page.info.has_labels && state.miou !== null && state.miou !== undefined) {
+  if (dial.info.has_labels && state.miou !== null && state.miou !== undefined) {
     const per = (state.iou || []).map((v, i) => `${className(i)} ${v === null ? "–" : (100 * v).toFixed(1)}`).join(", ");
     miou.textContent = `mIoU ${(100 * state.miou).toFixed(1)} % (${per})`;
     miou.className = "";
@@ -149,7 +149,7 @@ function showNumbers(state) {
 }
 
 async function render(state) {
-  page.state = state;
+  dial.state = state;
   drawClicks(state.clicks);
   showNumbers(state);
   await Promise.all([
@@ -164,8 +164,8 @@ async function render(state) {
 async function loadSuggestions() {
   try {
     const answer = await api("GET", "/api/suggestions?count=5");
-    page.patches = answer.patches || [];
-    page.patchIndex = 0;
+    dial.patches = answer.patches || [];
+    dial.patchIndex = 0;
     highlightPatch();
   } catch (err) {
     setStatus(`Error (suggestions): ${err.message}`, "error");
@@ -173,25 +173,25 @@ async function loadSuggestions() {
 }
 
 function highlightPatch() {
-  if (page.patchBox) page.patchBox.remove();
-  page.patchBox = null;
-  const p = page.patches[page.patchIndex];
-  $("next-patch").disabled = page.patches.length === 0;
+  if (dial.patchBox) dial.patchBox.remove();
+  dial.patchBox = null;
+  const p = dial.patches[dial.patchIndex];
+  $("next-patch").disabled = dial.patches.length === 0;
   if (!p) { $("suggestion").textContent = "No suggestion."; return; }
-  page.patchBox = L.rectangle(pixelBounds(p.row, p.col, p.row + p.height, p.col + p.width), {
+  dial.patchBox = L.rectangle(pixelBounds(p.row, p.col, p.row + p.height, p.col + p.width), {
     color: "#ffd400", weight: 3, dashArray: "6 4", fill: false, interactive: false,
-  }).addTo(page.map);
-  $("suggestion").textContent = `Patch ${p.rank} of ${page.patches.length} (${page.info.acquisition}): ` +
+  }).addTo(dial.map);
+  $("suggestion").textContent = `Patch ${p.rank} of ${dial.patches.length} (${dial.info.acquisition}): ` +
     `rows ${p.row}–${p.row + p.height - 1}, cols ${p.col}–${p.col + p.width - 1}, score ${Number(p.score).toFixed(3)}`;
 }
 
 function goToNextPatch() {
-  if (!page.patches.length) return;
-  if (page.patchBox && page.map.getBounds().contains(page.patchBox.getBounds())) {
-    page.patchIndex = (page.patchIndex + 1) % page.patches.length;  // already looking at it: the next one
+  if (!dial.patches.length) return;
+  if (dial.patchBox && dial.map.getBounds().contains(dial.patchBox.getBounds())) {
+    dial.patchIndex = (dial.patchIndex + 1) % dial.patches.length;  // already looking at it: the next one
     highlightPatch();
   }
-  page.map.fitBounds(page.patchBox.getBounds(), { padding: [40, 40] });
+  dial.map.fitBounds(dial.patchBox.getBounds(), { padding: [40, 40] });
 }
 
 // ---------------------------------------------------------------------------- changes
@@ -220,11 +220,11 @@ function change(path, body, what, busyText) {
 
 function onMapClick(event) {
   const { row, col } = toPixel(event.latlng);
-  if (row < 0 || col < 0 || row >= page.info.height || col >= page.info.width) {
+  if (row < 0 || col < 0 || row >= dial.info.height || col >= dial.info.width) {
     setStatus("That point is outside the image.", "error");
     return;
   }
-  const cls = page.cls;
+  const cls = dial.cls;
   setStatus(`Correcting with ${className(cls)} at row ${row}, col ${col}…`, "busy");
   change("/api/clicks", { row, col, class: cls }, `${className(cls)} at row ${row}, col ${col}`);
 }
@@ -251,10 +251,10 @@ function onKey(event) {
 // ---------------------------------------------------------------------------- start
 async function start() {
   try {
-    page.info = await api("GET", "/api/info");
+    dial.info = await api("GET", "/api/info");
     const state = await api("GET", "/api/state");
-    page.state = state;
-    const info = page.info;
+    dial.state = state;
+    const info = dial.info;
     document.title = `${info.name} – dial serve`;
     $("image-name").textContent = info.name;
     $("image-meta").textContent = `${info.width} × ${info.height} px · ` +
@@ -264,18 +264,18 @@ async function start() {
 
     const map = L.map("map", { crs: L.CRS.Simple, minZoom: -2, maxZoom: info.max_zoom + 4, zoomSnap: 0.5,
                                attributionControl: false, doubleClickZoom: false });
-    page.map = map;
-    page.layers.image = tileLayer("image", tileUrl("image"), { zIndex: 1 }).addTo(map);  // never changes: cacheable
-    page.layers.prediction = tileLayer("prediction", tileUrl("prediction", state.version),
+    dial.map = map;
+    dial.layers.image = tileLayer("image", tileUrl("image"), { zIndex: 1 }).addTo(map);  // never changes: cacheable
+    dial.layers.prediction = tileLayer("prediction", tileUrl("prediction", state.version),
                                        { zIndex: 2, opacity: Number($("opacity").value), className: "pixelated" }).addTo(map);
-    page.layers.uncertainty = tileLayer("uncertainty", tileUrl("uncertainty", state.version), { zIndex: 3, opacity: 0.7 });
-    page.clicks = L.layerGroup().addTo(map);
+    dial.layers.uncertainty = tileLayer("uncertainty", tileUrl("uncertainty", state.version), { zIndex: 3, opacity: 0.7 });
+    dial.clicks = L.layerGroup().addTo(map);
     map.fitBounds(pixelBounds(0, 0, info.height, info.width));
     map.on("click", onMapClick);
 
-    $("opacity").addEventListener("input", (e) => page.layers.prediction.setOpacity(Number(e.target.value)));
+    $("opacity").addEventListener("input", (e) => dial.layers.prediction.setOpacity(Number(e.target.value)));
     $("uncertainty-toggle").addEventListener("change", (e) => {
-      const layer = page.layers.uncertainty;
+      const layer = dial.layers.uncertainty;
       if (e.target.checked) layer.addTo(map);
       else layer.remove();
     });
