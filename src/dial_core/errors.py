@@ -27,3 +27,13 @@ class TrainingError(DialError):
 
 class OutputError(DialError):
     """An output cannot be written: the disk is full, over quota, read-only or not writable."""
+
+
+class InvalidRequest(DialError):
+    """A request to the annotation server names something that does not exist (a click outside the
+    image, an unknown class): the client must change the request (HTTP 422)."""
+
+
+class StateConflict(DialError):
+    """A request to the annotation server does not fit its current state (nothing to undo, DISCA
+    without clicks or without a learning rate): nothing was changed (HTTP 409)."""

@@ -23,7 +23,8 @@ from rasterio.windows import Window
 
 from dial_core.app.classes import ClassTable
 from dial_core.atomic import atomic_path
-from dial_core.data.adapters._raster import probe, read_rgb, rgb_bands
+from dial_core.data.adapters._raster import probe, read_bands, read_rgb, rgb_bands
+from dial_core.errors import DataError
 
 BLOCK = 256  # GeoTIFF tile side: windowed reads (a GIS, a tile server) touch only what they show
 
@@ -54,6 +55,24 @@ def read_image(path: str | Path, bands: list[int] | None = None) -> GeoImage:
     chosen = None if meta.palette and bands is None else rgb_bands(meta, bands, "--bands")
     pixels = read_rgb(meta, Window(0, 0, meta.width, meta.height), bands=chosen)
     return GeoImage(np.ascontiguousarray(pixels), meta.transform, meta.crs, Path(path))
+
+
+def read_label(path: str | Path, shape: tuple[int, int], n_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """The class indices (H, W) uint8 of a label raster on the image's grid (``dial serve --labels``:
+    live mIoU); ``ignore_index`` marks unlabelled pixels. A DataError names the file and what is wrong."""
+    meta = probe(Path(path), "label raster")
+    if meta.count != 1 or meta.dtype != "uint8":
+        raise DataError(f"{path}: a label raster is one uint8 band of class indices ({ignore_index} = ignore); this "
+                        f"file has {meta.count} band(s) of {meta.dtype}")
+    if meta.shape != tuple(shape):
+        raise DataError(f"{path}: the labels are {meta.height}×{meta.width} px but the image is {shape[0]}×{shape[1]}; "
+                        "give the label raster of this image")
+    label = read_bands(meta, Window(0, 0, meta.width, meta.height), [1])[0]
+    bad = (label >= n_classes) & (label != ignore_index)
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} pixels hold class values ({', '.join(map(str, np.unique(label[bad])[:8]))}) "
+                        f"outside 0..{n_classes - 1} (and {ignore_index} = ignore) of the model's classes")
+    return np.ascontiguousarray(label)
 
 
 def _profile(image: GeoImage, dtype: str, **extra) -> dict:

@@ -73,6 +73,9 @@ class ClickPredictor:
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()  # window index -> softmax, least recent first
         self._cached_bytes = 0
         self.inferred = 0  # forward passes so far (what locality saves)
+        # (r0, r1, c0, c1) boxes whose probabilities the last update / refresh rewrote: all a caller
+        # keeping maps derived from ``probs`` (uncertainty, a confusion matrix) must look at
+        self.recomputed: list[tuple[int, int, int, int]] = []
         self.probs = np.zeros((model.spec.n_classes, height, width), np.float32)
         self.prediction = np.zeros((height, width), np.intp)
         self._full_pass()
@@ -82,6 +85,7 @@ class ClickPredictor:
         """Re-predict for ``clicks`` (all of them, image coordinates) with the current weights; returns
         the number of windows inferred."""
         before = self.inferred
+        self.recomputed = []
         regions = self._set_clicks(clicks, encode)
         fresh: dict[int, np.ndarray] = {}
         groups = []
@@ -189,6 +193,7 @@ class ClickPredictor:
             total[:, a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += softmax[:, a0 - r : a1 - r, b0 - c : b1 - c]
             count[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] += 1
         total /= count
+        self.recomputed.append(box)
         self.probs[:, r0:r1, c0:c1] = total
         self.prediction[r0:r1, c0:c1] = total.argmax(0)
 
@@ -205,3 +210,4 @@ class ClickPredictor:
             self._store(index, softmax)
         self.probs /= count
         self.prediction[...] = self.probs.argmax(0)
+        self.recomputed = [(0, self.probs.shape[1], 0, self.probs.shape[2])]

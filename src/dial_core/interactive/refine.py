@@ -71,6 +71,28 @@ def refine(
         channels = encoder(clicks, image.shape[:2], image=image,
                            prediction=None if initial is None else initial.argmax(0))
         return predict_probs(model, image, channels, window, overlap, progress=progress)[0]
+    model = adapted_copy(model, image, clicks, method, disca, initial, window, overlap, disca_window, seed, progress)
+    channels = _Scene(image, None, initial.argmax(0)).channels(model, clicks) if arm.channels else None
+    return predict_probs(model, image, channels, window, overlap, progress=progress)[0]
+
+
+def adapted_copy(
+    model: Segmenter,
+    image: np.ndarray,
+    clicks: Sequence[Click],
+    method: str,
+    disca: DiscaConfig | None,
+    initial: np.ndarray,
+    window: int = 512,
+    overlap: int = 128,
+    disca_window: int = 512,
+    seed: int = 0,
+    progress: bool = False,
+) -> Segmenter:
+    """A copy of ``model`` adapted by the adapting ``method`` after each of ``clicks`` in turn, as the
+    click protocol does; ``initial`` is the softmax (N, H, W) of ``image`` without clicks (DISCA's p0,
+    C-PM's regions). Shared by :func:`refine` and ``dial serve``'s DISCA button, so both give one map."""
+    arm = interactive_method(method)
     if disca is None:
         raise ConfigError(f"method {method!r} adapts the network: give its DiscaConfig (lr, steps, λ, p0, drop probability)")
     model = copy.deepcopy(model)
@@ -80,5 +102,4 @@ def refine(
     given = list(clicks)
     for k in tqdm(range(1, len(given) + 1), desc=method, unit="click", disable=not progress, leave=False):
         _adapt(model, scene, given[:k], initial, disca_windows(image.shape[:2], given[:k], disca_window), cfg, rng)
-    channels = scene.channels(model, given) if arm.channels else None
-    return predict_probs(model, image, channels, window, overlap, progress=progress)[0]
+    return model
