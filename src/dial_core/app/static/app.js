@@ -16,6 +16,7 @@ const dial = {
   clicks: null,      // layer group of the click markers
   patches: [],       // current suggestions, best first
   patchIndex: 0,     // the highlighted one
+  patchShown: -1,    // the one "go to next patch" last brought into view
   patchBox: null,
   queue: Promise.resolve(),  // changes run one after the other, in the order they were made
 };
@@ -128,9 +129,12 @@ function buildClassButtons() {
 function drawClicks(clicks) {
   dial.clicks.clearLayers();
   clicks.forEach((k, i) => {
-    L.circleMarker(toLatLng(k.row + 0.5, k.col + 0.5), {
-      radius: 6, weight: 2, color: "#ffffff", fillColor: classColor(k.class), fillOpacity: 1, interactive: false,
-    }).bindTooltip(`${i + 1}: ${className(k.class)} (row ${k.row}, col ${k.col})`).addTo(dial.clicks);
+    const dot = document.createElement("div");
+    dot.className = "click-dot";
+    dot.style.background = classColor(k.class);
+    const icon = L.divIcon({ html: dot, className: "click-marker", iconSize: [16, 16] });
+    L.marker(toLatLng(k.row + 0.5, k.col + 0.5), { icon, keyboard: false })
+      .bindTooltip(`${i + 1}: ${className(k.class)} (row ${k.row}, col ${k.col})`).addTo(dial.clicks);
   });
 }
 
@@ -145,7 +149,9 @@ function showNumbers(state) {
     (state.disca && state.disca.applied ? ` · DISCA applied on ${state.disca.clicks}` : "");
   $("undo").disabled = !state.can_undo;
   $("redo").disabled = !state.can_redo;
-  $("disca").disabled = state.clicks.length === 0;
+  const disca = $("disca");
+  disca.disabled = state.clicks.length === 0 || !dial.info.methods.includes("disca");
+  if (!dial.info.methods.includes("disca")) disca.title = "DISCA is off: start dial serve with --lr or --calibration";
 }
 
 async function render(state) {
@@ -166,6 +172,7 @@ async function loadSuggestions() {
     const answer = await api("GET", "/api/suggestions?count=5");
     dial.patches = answer.patches || [];
     dial.patchIndex = 0;
+    dial.patchShown = -1;
     highlightPatch();
   } catch (err) {
     setStatus(`Error (suggestions): ${err.message}`, "error");
@@ -187,10 +194,11 @@ function highlightPatch() {
 
 function goToNextPatch() {
   if (!dial.patches.length) return;
-  if (dial.patchBox && dial.map.getBounds().contains(dial.patchBox.getBounds())) {
-    dial.patchIndex = (dial.patchIndex + 1) % dial.patches.length;  // already looking at it: the next one
+  if (dial.patchShown === dial.patchIndex) {  // already brought this one into view: the next one
+    dial.patchIndex = (dial.patchIndex + 1) % dial.patches.length;
     highlightPatch();
   }
+  dial.patchShown = dial.patchIndex;
   dial.map.fitBounds(dial.patchBox.getBounds(), { padding: [40, 40] });
 }
 
