@@ -376,6 +376,11 @@ def test_page_clicks_undo_redo_and_exports(tmp_path, model, browser, georeferenc
         assert len(frame) > 0 and set(frame["class"]) <= set(range(n_classes))
         if georeferenced:
             assert frame.crs.to_epsg() == 32631
+        # a reload loses no click: the page comes back with the saved state
+        page.reload()
+        page.wait_for_function("v => Number(document.body.dataset.version) === v", arg=version, timeout=CHANGE_TIMEOUT)
+        assert page.locator("#map .click-marker").count() == len(clicks)
+        assert "restored" in page.locator("#status").inner_text()
         assert not errors, f"JavaScript errors on the page: {errors}"
         page.close()
     except Exception:
