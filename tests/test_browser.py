@@ -193,6 +193,13 @@ def _mistakes(scene: Scene, prediction: np.ndarray, classes: list[int]) -> list[
     return clicks
 
 
+def _prediction_tiles(server: Server, info: dict) -> list[bytes]:
+    """Every prediction tile at full resolution, as the server sends it."""
+    z, size = info["max_zoom"], info["tile_size"]
+    return [server.get_bytes(f"/api/tiles/prediction/{z}/{x}/{y}.png")
+            for y in range(-(-info["height"] // size)) for x in range(-(-info["width"] // size))]
+
+
 def _version(page) -> int:
     return int(page.evaluate("document.body.dataset.version"))
 
@@ -245,7 +252,7 @@ def _download(page, link: str, folder: Path) -> Path:
 # ------------------------------------------------------------------------------------------ the test
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the pixel-coordinate scene
 @pytest.mark.parametrize("georeferenced", [True, False], ids=["geotiff", "pixel-coordinates"])
-def test_page_clicks_undo_redo_and_exports(tmp_path, model, browser, georeferenced: bool) -> None:
+def test_page_clicks_undo_redo_and_exports(tmp_path, browser, model, georeferenced: bool) -> None:
     import geopandas as gpd
 
     from dial_core.clicks.click_log import read_click_log
@@ -273,8 +280,7 @@ def test_page_clicks_undo_redo_and_exports(tmp_path, model, browser, georeferenc
         page.locator("#opacity").fill("1")  # the prediction alone: its change shows on the screen
         page.wait_for_timeout(300)
         before = _map_without_marks(page)
-        tiles_url = f"/api/tiles/prediction/{info['max_zoom']}/0/0.png"
-        tile_before = server.get_bytes(tiles_url)
+        tiles_before = _prediction_tiles(server, info)
 
         # clicks of two classes where the network is wrong; the second chosen with the number key
         clicks = _mistakes(scene, prediction, [2, 0])
@@ -295,7 +301,7 @@ def test_page_clicks_undo_redo_and_exports(tmp_path, model, browser, georeferenc
         # the overlay changed: on the server (the map, a tile) and on the screen (the page refreshed it)
         _wait_tiles(page)
         changed_map = int((_read_tif(server.get_bytes("/api/export/refined.tif")) != prediction).sum())
-        assert changed_map > 0 and server.get_bytes(tiles_url) != tile_before, "the clicks changed nothing"
+        assert changed_map > 0 and _prediction_tiles(server, info) != tiles_before, "the clicks changed nothing"
         after = _map_without_marks(page)
         changed_screen = int(np.any(after != before, axis=-1).sum())  # a pixel of the map covers > 1 of the screen
         assert changed_screen >= changed_map / 2, \
@@ -362,7 +368,7 @@ def test_page_clicks_undo_redo_and_exports(tmp_path, model, browser, georeferenc
                 assert src.crs is None
             colormap = src.colormap(1)
             for c in info["classes"]:
-                assert "#%02x%02x%02x" % colormap[c["index"]][:3] == c["color"].lower()
+                assert "#{:02x}{:02x}{:02x}".format(*colormap[c["index"]][:3]) == c["color"].lower()
             refined = src.read(1)
         assert set(np.unique(refined)) <= set(range(n_classes))
         assert np.any(refined != prediction), "the refined map is the prediction"
