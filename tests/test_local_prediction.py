@@ -181,9 +181,9 @@ def test_a_click_re_infers_only_the_windows_it_reaches(monkeypatch):
     model = _model()
     image, _ = _data()
     calls = []
-    real = local_prediction.forward_window
-    monkeypatch.setattr(local_prediction, "forward_window", lambda m, x, f=False: calls.append(x.shape) or real(m, x, f))
-    predictor = ClickPredictor(model, image, WINDOW, OVERLAP)
+    real = local_prediction.forward_windows
+    monkeypatch.setattr(local_prediction, "forward_windows", lambda m, x: calls.extend([x.shape] * len(x)) or real(m, x))
+    predictor = ClickPredictor(model, image, WINDOW, OVERLAP, batch=1)  # no batching check: counts the pass only
     assert len(calls) == len(predictor.windows) == 28
     encode = crop_encoder(model.spec.click_encoder())
     calls.clear()
@@ -195,3 +195,22 @@ def test_a_click_re_infers_only_the_windows_it_reaches(monkeypatch):
     # with nothing cached, the neighbours are inferred on demand as well (once each)
     empty = ClickPredictor(model, image, WINDOW, OVERLAP, cache_bytes=0)
     assert empty.update([Click(24, 24, 1)], encode) == 4  # the window and the three overlapping it
+
+
+def test_windows_are_batched_only_when_a_batch_is_exact(monkeypatch):
+    """A batch of windows in one forward pass is used only when it gives the single passes' values bit for bit."""
+    model = _model()
+    image, _ = _data()
+    real = local_prediction.forward_windows
+    alone = lambda m, x: torch.cat([real(m, x[i : i + 1]) for i in range(len(x))])  # exact by construction
+    monkeypatch.setattr(local_prediction, "forward_windows", alone)
+    batched = ClickPredictor(model, image, WINDOW, OVERLAP, batch=4)
+    assert batched.batch == 4 and batched.inferred == len(batched.windows)
+    encode = crop_encoder(model.spec.click_encoder())
+    clicks = [Click(24, 24, 1), Click(104, 104, 2)]
+    batched.update(clicks, encode)
+    probs, _ = predict_probs(model, image, encode(clicks, (0, 0, *SHAPE)), WINDOW, OVERLAP)
+    assert np.array_equal(batched.probs, probs)
+    off = lambda m, x: alone(m, x) + (1e-6 if len(x) > 1 else 0.0)  # a batch a bit off: one window at a time
+    monkeypatch.setattr(local_prediction, "forward_windows", off)
+    assert ClickPredictor(model, image, WINDOW, OVERLAP, batch=4).batch == 1

@@ -131,7 +131,7 @@ class AnnotationSession:
                           "model": {"spec": asdict(model.spec), "sha256": model_fingerprint(model)}}
         saved = self._load_state()
         started = time.perf_counter()
-        self.predictor = ClickPredictor(model, image.pixels, config.window, config.overlap)
+        self.predictor = ClickPredictor(model, image.pixels, config.window, config.overlap, batch=None)
         # what refine() computes before any click: DISCA's p0 (only kept when DISCA can run) and C-PM's regions
         self._initial = self.predictor.probs.copy() if config.disca is not None else None
         encoder = model.spec.click_encoder()
