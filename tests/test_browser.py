@@ -349,6 +349,13 @@ def test_page_clicks_undo_redo_and_exports(tmp_path, browser, model, georeferenc
         page.uncheck("#uncertainty-toggle")
         assert page.locator("#map img[src*='/api/tiles/uncertainty/']").count() == 0
 
+        if georeferenced:  # --labels given: the reference layer toggles on
+            page.check("#labels-toggle")
+            page.wait_for_selector("#map img.leaflet-tile-loaded[src*='/api/tiles/labels/']", timeout=CHANGE_TIMEOUT)
+            page.uncheck("#labels-toggle")
+        else:
+            assert page.locator("#labels-toggle").is_hidden()
+
         page.locator("#opacity").fill("0.55")
         _wait_tiles(page)
         if georeferenced:

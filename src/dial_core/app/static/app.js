@@ -277,6 +277,13 @@ async function start() {
     dial.layers.prediction = tileLayer("prediction", tileUrl("prediction", state.version),
                                        { zIndex: 2, opacity: Number($("opacity").value), className: "pixelated" }).addTo(map);
     dial.layers.uncertainty = tileLayer("uncertainty", tileUrl("uncertainty", state.version), { zIndex: 3, opacity: 0.7 });
+    if (info.has_labels) {  // the reference, to compare with by eye (it never changes)
+      dial.layers.labels = tileLayer("labels", tileUrl("labels"), { zIndex: 4, className: "pixelated" });
+      $("labels-row").hidden = false;
+      $("labels-toggle").addEventListener("change", (e) => {
+        if (e.target.checked) dial.layers.labels.addTo(map); else dial.layers.labels.remove();
+      });
+    }
     dial.clicks = L.layerGroup().addTo(map);
     map.fitBounds(pixelBounds(0, 0, info.height, info.width));
     map.on("click", onMapClick);
