@@ -10,7 +10,9 @@ number of windows a click touches does, and that depends on where the click fall
 grid (reported per click). It then builds the session as ``dial serve`` does (the first, whole-image
 pass is the startup time), starts the real app with uvicorn on 127.0.0.1 in a background thread and
 POSTs ``--clicks`` clicks at seeded random positions with httpx, timing each round trip. The first
-click is reported apart from the later ones (median, max). Prints a table and writes
+click is reported apart from the later ones (median, max), and a last click in the overlap of four
+windows (the most one click re-infers) apart again. Also times one tile of each layer at every zoom.
+Prints a table and writes
 benchmarks/results/click_latency.json.
 """
 
@@ -142,6 +144,15 @@ def main() -> None:
                                "windows": answer["windows"], "changed_pixels": answer["changed_pixels"]})
                 print(f"  click {len(clicks)} at ({row}, {col}): {clicks[-1]['http_s']:.3f} s over HTTP, "
                       f"{answer['windows']} windows", flush=True)
+            # the worst case: a click in the overlap of four windows (a random click lands there ~11 % of the time)
+            corner = (args.window - args.overlap) + args.overlap // 2
+            body = {"row": corner, "col": corner, "class": 0}
+            sent = time.perf_counter()
+            answer = client.post("/api/clicks", json=body).raise_for_status().json()
+            worst = {**body, "http_s": time.perf_counter() - sent, "server_s": answer["seconds"], "windows": answer["windows"],
+                     "changed_pixels": answer["changed_pixels"]}
+            print(f"  corner click at ({corner}, {corner}): {worst['http_s']:.3f} s over HTTP, {answer['windows']} windows",
+                  flush=True)
             tile_s: dict[str, list[float]] = {}
             for layer in ("image", "prediction", "uncertainty"):
                 for z in range(int(client.get("/api/info").json()["max_zoom"]) + 1):
@@ -164,16 +175,16 @@ def main() -> None:
               "network": {"arch": demo_spec().arch, "encoder": demo_spec().encoder, "classes": len(CLASSES),
                           "encoding": demo_spec().encoding, "weights": "random (seeded): latency only"},
               "startup_s": startup, "first_pass_s": session.startup_seconds, "first_click_s": clicks[0]["http_s"],
-              "later_median_s": statistics.median(later), "later_max_s": max(later),
+              "later_median_s": statistics.median(later), "later_max_s": max(later), "corner_click": worst,
               "windows_per_click": [c["windows"] for c in clicks], "clicks": clicks,
               "tile_s": tile_s, "target_s": TARGET_S,
               "machine": {"platform": platform.platform(), "torch_threads": args.threads, "device": "cpu",
                           "cpus": os.cpu_count()}}
     print(f"\n{'size':>6}{'windows':>9}{'startup s':>11}{'first click s':>15}{'later median s':>16}{'later max s':>13}"
-          f"{'windows/click':>15}  (target <= {TARGET_S} s)")
-    flag = "" if result["later_max_s"] <= TARGET_S and result["first_click_s"] <= TARGET_S else "  over"
+          f"{'windows/click':>15}{'corner click s':>16}  (target <= {TARGET_S} s)")
+    flag = "" if max(result["later_max_s"], result["first_click_s"], worst["http_s"]) <= TARGET_S else "  over"
     print(f"{args.size:>6}{windows:>9}{startup:>11.1f}{result['first_click_s']:>15.3f}{result['later_median_s']:>16.3f}"
-          f"{result['later_max_s']:>13.3f}{statistics.mean(result['windows_per_click']):>15.1f}{flag}")
+          f"{result['later_max_s']:>13.3f}{statistics.mean(result['windows_per_click']):>15.1f}{worst['http_s']:>16.3f}{flag}")
     print(f"\n{'tiles':>6}" + "".join(f"{layer + ' median/max ms':>30}" for layer in tile_s))
     print(f"{'':>6}" + "".join(f"{1e3 * statistics.median(t):>21.1f} / {1e3 * max(t):>6.1f}" for t in tile_s.values())
           + "  (one 256² PNG per zoom level, over HTTP)")
