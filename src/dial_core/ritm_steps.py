@@ -151,16 +151,20 @@ def check_binary_dataset(info: DatasetInfo, what: str) -> None:
 
 
 def train_ritm_model(root: Path, info: DatasetInfo, split: Mapping, network: Mapping, training: Mapping, seed: int,
-                     device: torch.device, interactive: bool = True, init: RITMNet | None = None) -> tuple[RITMNet, dict]:
+                     device: torch.device, interactive: bool = True, init: RITMNet | None = None,
+                     workers: int = 0) -> tuple[RITMNet, dict]:
     """RITM's iterative training on the split's training images (``init``: the model finetuned);
-    returns the model and its metrics (loss per epoch, crop size used, seconds)."""
+    returns the model and its metrics (loss per epoch, crop size used, seconds). ``workers``: data-loader
+    processes cutting crops and drawing their initial points (distance transforms per sample: on a GPU
+    they would otherwise hold the training loop; the draws are seeded per crop, so the result is the same)."""
     check_binary_dataset(info, "RITM training")
     train_ids = list(split["train"])
     if not train_ids:
         raise DataError(f"RITM training: the split of {info.name} has no training images")
     source = raster_crop_source(root, train_ids)
     cfg = ritm_train_config(training, interactive)
-    cfg = dataclasses.replace(cfg, crop_size=fit_window(cfg.crop_size, dict(zip(train_ids, source.shapes)), "ritm.training.crop_size"))
+    cfg = dataclasses.replace(cfg, crop_size=fit_window(cfg.crop_size, dict(zip(train_ids, source.shapes)), "ritm.training.crop_size"),
+                              workers=workers)
     torch.manual_seed(seed)
     model = build_ritm(network)
     start = time.perf_counter()

@@ -15,8 +15,10 @@ def main() -> None:
     root = Path(sm.input.info).parent
     experiment = sm.wildcards.get("experiment", "finetuning")
     init = ritm_from_payload(load_checkpoint(sm.input.init), sm.input.init)[0] if "init" in sm.input.keys() else None
+    device = pick_device()
     model, metrics = train_ritm_model(root, load_info(root), json.loads(Path(sm.input.split).read_text()), sm.params.network,
-                                      sm.params.training, sm.params.seed, pick_device(), experiment != "not_interactive", init)
+                                      sm.params.training, sm.params.seed, device, experiment != "not_interactive", init,
+                                      workers=sm.threads if device.type == "cuda" else 0)
     save_checkpoint(sm.output.model, ritm_payload(model, sm.params.network, experiment, sm.wildcards.dataset,
                                                   experiment != "not_interactive"))
     write_json(sm.output.metrics, {**metrics, "experiment": experiment, "init": sm.input.get("init")})
