@@ -135,6 +135,7 @@ def test_airs_missing_layout_is_explained(tmp_path: Path) -> None:
         prepare_dataset("airs", {"path": str(tmp_path / "empty")}, "airs")
 
 
+@pytest.mark.e2e  # a Snakemake run of the data phase (20–30 s): ./dial test stays under 10 min on 2 cores
 def test_snakemake_downloads_then_prepares_inria(file_server, tmp_path: Path) -> None:
     """The download rule fetches each part (verified), then prepare/split/tile run on them."""
     parts = inria_parts(file_server.root)

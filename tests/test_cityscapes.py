@@ -136,6 +136,7 @@ def test_schema_and_overlay_agree_with_the_registry():
     assert overlay["adapter"] == "cityscapes" and set(overlay["cityscapes"]) <= set(dataset["cityscapes"]["properties"])
 
 
+@pytest.mark.e2e  # a Snakemake run of the data phase (20–30 s): ./dial test stays under 10 min on 2 cores
 def test_data_all_with_the_shipped_overlay(tmp_path):
     """What a user runs: raw folder in data/raw/cityscapes, the overlay, the data phase of the DAG."""
     from test_workflow import run_snakemake, tiny_params

@@ -191,6 +191,7 @@ def test_validation_list_file(tmp_path: Path) -> None:
     assert result.returncode == 0 and _split(tmp_path)["val"] == ["a"]
 
 
+@pytest.mark.e2e  # a Snakemake run of the data phase (20–30 s): ./dial test stays under 10 min on 2 cores
 def test_scene_groups_from_a_file_name_pattern_and_gsd_from_the_transform(tmp_path: Path) -> None:
     """Georeferenced chips of 4 scenes (UTM, 0.3 m): no scene straddles train and val; gsd from the grid."""
     rng = np.random.default_rng(3)
