@@ -21,14 +21,19 @@ def pad_to_multiple(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def forward_windows(model: Segmenter, x: torch.Tensor) -> torch.Tensor:
+    """Logits (B, N, h, w) of a batch of same-size windows (B, C, h, w), padded and cropped back."""
+    h, w = x.shape[-2:]
+    return model(pad_to_multiple(x))[:, :, :h, :w]
+
+
 def forward_window(model: Segmenter, x: torch.Tensor, with_features: bool = False):
     """Logits (and decoder features) of one (C, H, W) window, padded and cropped back."""
+    if not with_features:
+        return forward_windows(model, x.unsqueeze(0))[0], None
     h, w = x.shape[-2:]
-    padded = pad_to_multiple(x.unsqueeze(0))
-    if with_features:
-        logits, features = model.forward_features(padded)
-        return logits[0, :, :h, :w], features[0, :, :h, :w]
-    return model(padded)[0, :, :h, :w], None
+    logits, features = model.forward_features(pad_to_multiple(x.unsqueeze(0)))
+    return logits[0, :, :h, :w], features[0, :, :h, :w]
 
 
 @torch.no_grad()

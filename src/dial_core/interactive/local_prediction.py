@@ -33,7 +33,7 @@ import torch
 from dial_core.clicks.encoding import ClickEncoder
 from dial_core.clicks.types import Click
 from dial_core.data.tiling import tile_windows
-from dial_core.interactive.inference import pad_to_multiple
+from dial_core.interactive.inference import forward_windows
 from dial_core.models.segmenter import Segmenter, network_input
 
 Window = tuple[int, int, int, int]  # (row_off, col_off, height, width)
@@ -54,12 +54,6 @@ def crop_encoder(encoder: ClickEncoder, image: np.ndarray | None = None, predict
         return encoder([k.shifted(r, c) for k in clicks], (h, w), image=pick(image), prediction=pick(prediction),
                        label=pick(label))
     return encode
-
-
-def forward_windows(model: Segmenter, x: torch.Tensor) -> torch.Tensor:
-    """Logits (B, N, h, w) of a batch of same-size windows (B, C, h, w), padded and cropped back."""
-    h, w = x.shape[-2:]
-    return model(pad_to_multiple(x))[:, :, :h, :w]
 
 
 def _span(offsets: np.ndarray, size: int, lo: int, hi: int) -> np.ndarray:
